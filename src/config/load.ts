@@ -1,0 +1,283 @@
+// Reads, interpolates and validates the configuration file. One validator serves both the
+// start-up path and `portcullis --check`; every error names the field and its line in the file.
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import { Ajv, type ErrorObject } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { LineCounter, parseDocument, isMap, isSeq, type Node } from "yaml";
+import RE2 from 're2';
+import { ConfigSchema, type PortcullisConfig, type ProviderConfig } from './schema.js';
+import { parseDuration } from './duration.js';
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+export interface ConfigIssue {
+  /** Machine-readable code, e.g. `config.invalid_regex`. */
+  code: string;
+  /** JSON-pointer-like path of the field, e.g. `providers[0].skip_path_regex`. */
+  field: string;
+  message: string;
+  line?: number;
+  column?: number;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly issues: ConfigIssue[],
+  ) {
+    super(`${source}: ${issues.length} configuration error${issues.length === 1 ? '' : 's'}\n` + issues.map((i) => '  ' + formatIssue(i)).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export function formatIssue(issue: ConfigIssue): string {
+  const where = issue.line ? `line ${issue.line}${issue.column ? `:${issue.column}` : ''}: ` : '';
+  return `${where}${issue.field || '(root)'}: ${issue.message} [${issue.code}]`;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false });
+addFormats(ajv);
+const validateSchema = ajv.compile(ConfigSchema);
+
+/** Extra checks on validated config, contributed by stages that compile things at load (regexes, CEL). */
+export type ConfigCheck = (config: PortcullisConfig, report: (field: (string | number)[], code: string, message: string) => void) => void;
+const extraChecks: ConfigCheck[] = [];
+export function registerConfigCheck(check: ConfigCheck): void {
+  extraChecks.push(check);
+}
+
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): PortcullisConfig {
+  const absolute = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(absolute, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [{ code: 'config.unreadable', field: '', message: (err as Error).message }]);
+  }
+  return parseConfig(text, { source: path, baseDir: dirname(absolute), env });
+}
+
+export interface ParseOptions {
+  source?: string;
+  baseDir?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function parseConfig(text: string, opts: ParseOptions = {}): PortcullisConfig {
+  const source = opts.source ?? '<config>';
+  const baseDir = opts.baseDir ?? process.cwd();
+  const env = opts.env ?? process.env;
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const locate = (path: (string | number)[]): { line?: number; column?: number } => {
+    // Walk down as far as the path exists; a missing key points at its parent.
+    let node: unknown = doc.contents;
+    for (const key of path) {
+      let next: unknown;
+      if (isMap(node)) next = node.get(key, true);
+      else if (isSeq(node) && typeof key === 'number') next = node.get(key, true);
+      if (next === undefined) break;
+      node = next;
+    }
+    const range = (node as Node | null)?.range;
+    if (!range) return {};
+    const pos = lineCounter.linePos(range[0]);
+    return { line: pos.line, column: pos.col };
+  };
+
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => {
+        const pos = e.linePos?.[0];
+        return { code: 'config.yaml_syntax', field: '', message: e.message.split('\n')[0] ?? e.message, line: pos?.line, column: pos?.col };
+      }),
+    );
+  }
+
+  const issues: ConfigIssue[] = [];
+  const report = (path: (string | number)[], code: string, message: string): void => {
+    issues.push({ code, field: fieldName(path), message, ...locate(path) });
+  };
+
+  const raw = doc.toJS() as unknown;
+  const interpolated = interpolate(raw, [], env, baseDir, report);
+  if (issues.length > 0) throw new ConfigError(source, issues);
+
+  if (!validateSchema(interpolated)) {
+    for (const err of dedupeErrors(validateSchema.errors ?? [])) {
+      const path = pointerToPath(err.instancePath);
+      if (err.keyword === 'additionalProperties') {
+        const extra = (err.params as { additionalProperty: string }).additionalProperty;
+        report([...path, extra], 'config.unknown_field', `unknown field "${extra}"`);
+      } else if (err.keyword === 'required') {
+        const missing = (err.params as { missingProperty: string }).missingProperty;
+        report(path, 'config.missing_field', `missing required field "${missing}"`);
+      } else {
+        report(path, 'config.invalid_value', err.message ?? 'invalid value');
+      }
+    }
+    throw new ConfigError(source, issues);
+  }
+
+  const config = interpolated as Omit<PortcullisConfig, 'baseDir'>;
+  const full: PortcullisConfig = {
+    outpost: config.outpost ?? (applyOutpostDefaults() as PortcullisConfig['outpost']),
+    providers: config.providers as ProviderConfig[],
+    pipeline: config.pipeline,
+    baseDir,
+  };
+  full.outpost.listeners.http = full.outpost.listeners.http === undefined ? '0.0.0.0:9000' : full.outpost.listeners.http;
+  full.outpost.listeners.https = full.outpost.listeners.https === undefined ? '0.0.0.0:9443' : full.outpost.listeners.https;
+
+  semanticChecks(full, report);
+  for (const check of extraChecks) check(full, report);
+  if (issues.length > 0) throw new ConfigError(source, issues);
+  return full;
+}
+
+function applyOutpostDefaults(): unknown {
+  const holder = { outpost: {} } as { outpost: unknown };
+  ajv.validate({ type: 'object', properties: { outpost: ConfigSchema.properties.outpost } }, holder);
+  return holder.outpost;
+}
+
+/** Checks the schema cannot express: cross-field rules, regexes, CIDRs, unique hosts. */
+function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[], code: string, msg: string) => void): void {
+  config.outpost.trusted_proxies.forEach((cidr, i) => {
+    if (!isValidCidr(cidr)) report(['outpost', 'trusted_proxies', i], 'config.invalid_cidr', `"${cidr}" is not an IP address or CIDR`);
+  });
+  const hosts = new Map<string, number>();
+  const names = new Map<string, number>();
+  config.providers.forEach((p, i) => {
+    if (p.mode === 'proxy' && !p.internal_host) report(['providers', i], 'config.missing_field', 'internal_host is required in proxy mode');
+    if (p.basic_auth_enabled && !p.basic_auth_password_attribute) {
+      report(['providers', i, 'basic_auth_enabled'], 'config.missing_field', 'basic_auth_password_attribute is required when basic_auth_enabled is true');
+    }
+    if (p.mode === 'forward_domain' && !p.cookie_domain) {
+      report(['providers', i, 'mode'], 'config.missing_field', 'forward_domain needs cookie_domain (the domain whose hosts share the login)');
+    }
+    try {
+      p.access_token_validity = parseDuration(p.access_token_validity);
+    } catch (err) {
+      report(['providers', i, 'access_token_validity'], 'config.invalid_value', (err as Error).message);
+    }
+    const url = new URL(p.external_host);
+    if (url.search || url.hash) report(['providers', i, 'external_host'], 'config.invalid_value', 'external_host must not have a query or fragment');
+    const key = url.host.toLowerCase();
+    if (hosts.has(key)) report(['providers', i, 'external_host'], 'config.duplicate_host', `external_host ${key} is already used by providers[${hosts.get(key)}]`);
+    hosts.set(key, i);
+    if (names.has(p.name)) report(['providers', i, 'name'], 'config.duplicate_name', `provider name "${p.name}" is already used by providers[${names.get(p.name)}]`);
+    names.set(p.name, i);
+    // Each non-blank line of skip_path_regex is one RE2 pattern, compiled here so that a bad
+    // line stops the start rather than silently matching nothing (or everything).
+    skipPatternLines(p.skip_path_regex).forEach(({ pattern, lineIndex }) => {
+      try {
+        new RE2(pattern);
+      } catch (err) {
+        report(['providers', i, 'skip_path_regex'], 'config.invalid_regex', `line ${lineIndex + 1} of skip_path_regex ("${pattern}") is not a valid RE2 regex: ${(err as Error).message}`);
+      }
+    });
+    p.access_rules.forEach((rule, r) => {
+      rule.paths?.forEach((pattern, j) => {
+        try {
+          new RE2(pattern);
+        } catch (err) {
+          report(['providers', i, 'access_rules', r, 'paths', j], 'config.invalid_regex', `"${pattern}" is not a valid RE2 regex: ${(err as Error).message}`);
+        }
+      });
+    });
+  });
+}
+
+/** The non-blank lines of a skip_path_regex field; CR from CRLF files is dropped. */
+export function skipPatternLines(field: string): { pattern: string; lineIndex: number }[] {
+  const out: { pattern: string; lineIndex: number }[] = [];
+  field.split('\n').forEach((line, lineIndex) => {
+    const pattern = line.replace(/\r$/, '');
+    if (pattern.trim() !== '') out.push({ pattern, lineIndex });
+  });
+  return out;
+}
+
+function isValidCidr(value: string): boolean {
+  const [addr, bits, ...rest] = value.split('/');
+  if (rest.length > 0 || !addr) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+const ENV_REF = /\$\{([^}]+)\}/g;
+
+/** Replaces `${NAME}` with an environment variable and `${file:PATH}` with a file's contents. */
+function interpolate(
+  value: unknown,
+  path: (string | number)[],
+  env: NodeJS.ProcessEnv,
+  baseDir: string,
+  report: (p: (string | number)[], code: string, msg: string) => void,
+): unknown {
+  if (typeof value === 'string') {
+    if (!value.includes('${')) return value;
+    return value.replace(ENV_REF, (_m, ref: string) => {
+      if (ref.startsWith('file:')) {
+        const file = resolve(baseDir, ref.slice(5));
+        try {
+          return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+        } catch (err) {
+          report(path, 'config.secret_file', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+          return '';
+        }
+      }
+      const v = env[ref];
+      if (v === undefined) {
+        report(path, 'config.missing_env', `environment variable ${ref} is not set`);
+        return '';
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...path, i], env, baseDir, report));
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, [...path, k], env, baseDir, report);
+    return out;
+  }
+  return value;
+}
+
+function pointerToPath(pointer: string): (string | number)[] {
+  if (!pointer) return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+function fieldName(path: (string | number)[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${p}` : p;
+  return out;
+}
+
+/** anyOf/oneOf produce one error per branch; keep the most useful ones. */
+function dedupeErrors(errors: ErrorObject[]): ErrorObject[] {
+  const seen = new Set<string>();
+  const out: ErrorObject[] = [];
+  for (const e of errors) {
+    if (e.keyword === 'anyOf' || e.keyword === 'oneOf') continue;
+    const key = `${e.instancePath}|${e.keyword}|${JSON.stringify(e.params)}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(e);
+  }
+  return out;
+}
+
+

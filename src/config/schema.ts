@@ -1,0 +1,138 @@
+// The configuration file's schema. Field names follow authentik's ProxyOutpostConfig so that a
+// provider can be copied over from authentik; outpost-level fields are Portcullis's own.
+import { Type, type Static } from '@sinclair/typebox';
+
+const Mode = Type.Union([Type.Literal('proxy'), Type.Literal('forward_single'), Type.Literal('forward_domain')], {
+  default: 'proxy',
+  description: 'proxy: Portcullis proxies to internal_host. forward_single / forward_domain: forward auth for a reverse proxy.',
+});
+
+export const MappingSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: 'Name shown in errors and logs.' }),
+    expression: Type.String({ minLength: 1, description: 'CEL expression returning a map merged into the claims at login.' }),
+  },
+  { additionalProperties: false },
+);
+
+export const AccessRuleSchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1 })),
+    paths: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'RE2 regexes on the normalized path; all paths when absent.' })),
+    when: Type.String({ minLength: 1, description: 'CEL condition over the session claims; false means 403.' }),
+  },
+  { additionalProperties: false },
+);
+
+export const ProviderSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: "The provider's name (X-authentik-meta-provider)." }),
+    issuer: Type.String({ format: 'uri', description: "The OpenID Provider's issuer URL (discovery at /.well-known/openid-configuration)." }),
+    client_id: Type.String({ minLength: 1 }),
+    client_secret: Type.String({ minLength: 1 }),
+    token_endpoint_auth_method: Type.Optional(
+      Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic' }),
+    ),
+    cookie_secret: Type.String({ minLength: 16, description: 'Secret from which the session cookie keys are derived (at least 16 characters).' }),
+    external_host: Type.String({ format: 'uri', pattern: '^https?://', description: 'Public URL of the application (or of the auth host in forward_domain).' }),
+    internal_host: Type.Optional(Type.String({ format: 'uri', pattern: '^https?://', description: 'Upstream URL (proxy mode); only scheme, host and port are used.' })),
+    internal_host_ssl_validation: Type.Boolean({ default: true }),
+    mode: Mode,
+    cookie_domain: Type.String({ default: '' }),
+    skip_path_regex: Type.String({ default: '', description: 'Unauthenticated paths: one RE2 regex per line.' }),
+    basic_auth_enabled: Type.Boolean({ default: false }),
+    basic_auth_user_attribute: Type.String({ default: '' }),
+    basic_auth_password_attribute: Type.String({ default: '' }),
+    intercept_header_auth: Type.Boolean({ default: true }),
+    access_token_validity: Type.Union([Type.Integer({ minimum: 60 }), Type.String({ pattern: '^(\\s*(weeks|days|hours|minutes|seconds)=\\d+\\s*;?)+$' })], {
+      default: 3600,
+      description: 'Session lifetime: seconds, or authentik\'s form "hours=1;minutes=30".',
+    }),
+    assigned_application_slug: Type.Optional(Type.String({ minLength: 1 })),
+    assigned_application_name: Type.Optional(Type.String({ minLength: 1 })),
+    scopes_to_request: Type.Array(Type.String({ minLength: 1, pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
+      default: ['openid', 'profile', 'email', 'entitlements', 'ak_proxy'],
+    }),
+    post_logout_redirect_uri: Type.Optional(Type.String({ format: 'uri', pattern: '^https?://' })),
+    mappings: Type.Array(MappingSchema, { default: [] }),
+    access_rules: Type.Array(AccessRuleSchema, { default: [] }),
+    allowed_backend_hosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'When set, backend_override must name one of these hosts.' })),
+    allow_identity_header_override: Type.Boolean({ default: false, description: 'Let additionalHeaders replace X-authentik-* identity headers.' }),
+  },
+  { additionalProperties: false },
+);
+
+const TlsCertificate = Type.Object(
+  {
+    cert: Type.String({ minLength: 1, description: 'Path to a PEM certificate chain.' }),
+    key: Type.String({ minLength: 1, description: 'Path to its PEM private key.' }),
+  },
+  { additionalProperties: false },
+);
+
+const EmbeddedStore = Type.Object(
+  {
+    type: Type.Literal('embedded'),
+    path: Type.String({ default: '.portcullis/sessions.jsonl', description: 'Journal file that keeps sessions across restarts.' }),
+  },
+  { additionalProperties: false },
+);
+
+const Listener = Type.Union([Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):\\d{1,5}$' }), Type.Null()]);
+
+export const OutpostSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, default: 'portcullis' }),
+    listeners: Type.Object(
+      {
+        http: Type.Optional(Listener),
+        https: Type.Optional(Listener),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    trusted_proxies: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'CIDRs (or addresses) whose X-Forwarded-* headers are believed. Default: none.',
+    }),
+    tls: Type.Object({ certificates: Type.Array(TlsCertificate, { default: [] }) }, { additionalProperties: false, default: {} }),
+    session_store: Type.Union([EmbeddedStore], { default: { type: 'embedded' } }),
+    log_level: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info' },
+    ),
+    upstream_timeout: Type.Integer({ minimum: 1, default: 30, description: 'Seconds to wait for an upstream response (then 504).' }),
+    upstream_connections: Type.Integer({ minimum: 1, default: 128, description: 'Connections kept per upstream origin.' }),
+  },
+  { additionalProperties: false },
+);
+
+export const StageEntrySchema = Type.Object(
+  {
+    stage: Type.String({ minLength: 1, description: 'A built-in stage name, or a module specifier (npm package or path).' }),
+    options: Type.Optional(Type.Unknown()),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    outpost: Type.Optional(OutpostSchema),
+    providers: Type.Array(ProviderSchema, { minItems: 1 }),
+    pipeline: Type.Optional(Type.Array(StageEntrySchema, { minItems: 1 })),
+  },
+  { additionalProperties: false },
+);
+
+export type ProviderConfig = Static<typeof ProviderSchema> & {
+  mode: 'proxy' | 'forward_single' | 'forward_domain';
+  access_token_validity: number | string;
+};
+export type OutpostConfig = Static<typeof OutpostSchema>;
+export type StageEntry = Static<typeof StageEntrySchema>;
+export interface PortcullisConfig {
+  outpost: OutpostConfig;
+  providers: ProviderConfig[];
+  pipeline?: StageEntry[];
+  /** Where the file was read from (for relative paths), or null for in-memory configs. */
+  baseDir: string;
+}

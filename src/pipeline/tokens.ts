@@ -1,0 +1,16 @@
+// Injection tokens. tsyringe is used with explicit tokens only: esbuild-based runners emit
+// no decorator metadata, so nothing may depend on parameter types.
+import type { InjectionToken } from 'tsyringe';
+import type { PortcullisConfig } from '../config/schema.js';
+import type { ProviderRegistry } from '../config/provider.js';
+import type { SessionStore } from '../sessions/store.js';
+import type { Logger } from './logger.js';
+
+export const CONFIG: InjectionToken<PortcullisConfig> = Symbol.for('portcullis.config');
+export const PROVIDERS: InjectionToken<ProviderRegistry> = Symbol.for('portcullis.providers');
+export const SESSION_STORE: InjectionToken<SessionStore> = Symbol.for('portcullis.sessionStore');
+export const LOGGER: InjectionToken<Logger> = Symbol.for('portcullis.logger');
+/** The validated `options` of the stage being built (bound in that stage's child container). */
+export const STAGE_OPTIONS: InjectionToken<unknown> = Symbol.for('portcullis.stageOptions');
+/** Portcullis's version string, as sent in X-authentik-meta-version. */
+export const VERSION: InjectionToken<string> = Symbol.for('portcullis.version');

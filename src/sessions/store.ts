@@ -1,0 +1,61 @@
+// The session registry: where logged-in sessions live between requests.
+//
+// The browser's cookie carries only an encrypted, authenticated session id; the session itself
+// (claims, tokens) lives in a SessionStore. That keeps cookies small whatever the size of the
+// user's group list, and lets sign-out end every session of a user on the outpost, across
+// providers and devices. The embedded store keeps a journal on disk so that sessions survive a
+// restart and deleted sessions stay deleted; a shared store (Redis) implements the same interface.
+
+/** Claims as stored: the ID token's claims after scope mappings were merged in at login. */
+export type Claims = Record<string, unknown> & {
+  sub: string;
+  iss?: string;
+  preferred_username?: string;
+  email?: string;
+  name?: string;
+  groups?: unknown;
+  entitlements?: unknown;
+  ak_proxy?: AkProxyClaims | null;
+};
+
+export interface AkProxyClaims {
+  user_attributes?: Record<string, unknown> & { additionalHeaders?: Record<string, unknown> | null };
+  backend_override?: string;
+  host_header?: string;
+  is_superuser?: boolean;
+}
+
+export interface SessionRecord {
+  /** Random id (base64url, 32 bytes); the cookie carries it encrypted. */
+  readonly id: string;
+  /** The provider (by name) the session was created for. */
+  readonly provider: string;
+  /** Identifies the user across providers of the outpost: issuer + subject. */
+  readonly userKey: string;
+  /** Unix milliseconds. */
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly claims: Claims;
+  /** Raw ID token: X-authentik-jwt (when the access token is not a JWT) and id_token_hint. */
+  readonly idToken: string;
+  /** The access token when it is a JWT (authentik issues JWTs), else undefined. */
+  readonly accessToken?: string;
+}
+
+export interface SessionStore {
+  /** Loads the stores's state (the embedded store replays its journal). */
+  open(): Promise<void>;
+  close(): Promise<void>;
+  /** A live (unexpired) session, or undefined. Sync for the embedded store; may be a promise. */
+  get(id: string): SessionRecord | undefined | Promise<SessionRecord | undefined>;
+  put(record: SessionRecord): Promise<void>;
+  delete(id: string): Promise<void>;
+  /** Ends every session of this user on the outpost; returns how many were ended. */
+  deleteUser(userKey: string): Promise<number>;
+  /** How many sessions are live (metrics, tests). */
+  size(): number | Promise<number>;
+}
+
+export function userKeyOf(issuer: string, sub: string): string {
+  return `${issuer}\u0000${sub}`;
+}
