@@ -164,6 +164,10 @@ function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[
     } catch (err) {
       report(['providers', i, 'access_token_validity'], 'config.invalid_value', (err as Error).message);
     }
+    const issuer = new URL(p.issuer);
+    if (issuer.protocol !== 'https:' && !(issuer.protocol === 'http:' && isLoopbackHostname(issuer.hostname))) {
+      report(['providers', i, 'issuer'], 'config.insecure_issuer', 'the issuer must use https (plain http is allowed only on loopback, for demos and tests)');
+    }
     const url = new URL(p.external_host);
     if (url.search || url.hash) report(['providers', i, 'external_host'], 'config.invalid_value', 'external_host must not have a query or fragment');
     const key = url.host.toLowerCase();
@@ -200,6 +204,11 @@ export function skipPatternLines(field: string): { pattern: string; lineIndex: n
     if (pattern.trim() !== '') out.push({ pattern, lineIndex });
   });
   return out;
+}
+
+export function isLoopbackHostname(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
 function isValidCidr(value: string): boolean {

@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TSchema } from '@sinclair/typebox';
 import type { DependencyContainer } from 'tsyringe';
+import type { FastifyInstance } from 'fastify';
 import type { ProviderRuntime } from '../config/provider.js';
 import type { SessionRecord } from '../sessions/store.js';
 
@@ -124,6 +125,11 @@ export interface StageDefinition<Options = unknown> {
    * are registered; resolve what you need by explicit token.
    */
   create(container: DependencyContainer, options: Options): Stage | Promise<Stage>;
+  /**
+   * Optional Fastify side of the stage, run inside the pipeline scope after its hook is added:
+   * e.g. the upstream stage registers the proxy route and its connection pools here.
+   */
+  fastify?(scope: FastifyInstance, stage: Stage): Promise<void>;
 }
 
 export function defineStage<Options>(definition: StageDefinition<Options>): StageDefinition<Options> {

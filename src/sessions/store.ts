@@ -40,6 +40,19 @@ export interface SessionRecord {
   readonly idToken: string;
   /** The access token when it is a JWT (authentik issues JWTs), else undefined. */
   readonly accessToken?: string;
+  /** What the ak_proxy claims decided at login, validated once (zero evaluations per request). */
+  readonly proxy?: SessionProxySettings;
+}
+
+export interface SessionProxySettings {
+  /** `scheme://host[:port]` of a valid backend_override. */
+  readonly backendOrigin?: string;
+  /** Host of the override (the default upstream Host header for it). */
+  readonly backendHost?: string;
+  /** ak_proxy.host_header. */
+  readonly hostHeader?: string;
+  /** Validated additionalHeaders, names lower-cased. */
+  readonly additionalHeaders?: ReadonlyArray<readonly [string, string]>;
 }
 
 export interface SessionStore {

@@ -1,0 +1,602 @@
+/**
+ * A real OpenID Provider on loopback, built on `oidc-provider` v9.
+ *
+ * Used by the test-suite, the benchmarks and the `npm start` demo. It speaks the parts
+ * of authentik's OpenID dialect that the proxy outpost relies on: authorization code flow
+ * (PKCE S256, nonce), confidential clients (client_secret_basic / client_secret_post),
+ * redirect URIs registered with a query string, the scopes
+ * `openid profile email entitlements ak_proxy` with every granted claim inside the ID token,
+ * and RP-initiated logout that needs no human judgement.
+ *
+ * NOT for production: everything is kept in memory and the signing key is generated on start.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, generateKeyPair } from 'jose';
+
+export interface IdpUser {
+  username: string;
+  password: string;
+  /** Subject; default: sha256 hex of the username. */
+  sub?: string;
+  name?: string;
+  email?: string;
+  groups?: string[];
+  entitlements?: string[];
+  /** e.g. `{ user_attributes: { additionalHeaders: { 'X-Team': 'platform' } }, backend_override: 'http://...' }` */
+  ak_proxy?: Record<string, unknown>;
+}
+
+export interface IdpClient {
+  client_id: string;
+  client_secret: string;
+  redirect_uris: string[];
+  post_logout_redirect_uris?: string[];
+  token_endpoint_auth_method?: 'client_secret_basic' | 'client_secret_post';
+}
+
+export interface StartIdpOptions {
+  /** 0 = random. */
+  port?: number;
+  /** Bind address, default 127.0.0.1. */
+  host?: string;
+  /** Default `http://127.0.0.1:<port>`. */
+  issuer?: string;
+  clients: IdpClient[];
+  /** Default {@link DEMO_USERS}. */
+  users?: IdpUser[];
+  idTokenTtlSeconds?: number;
+  /** Text shown prominently on the login page, e.g. "Portcullis demo". */
+  banner?: string;
+}
+
+export interface RunningIdp {
+  issuer: string;
+  port: number;
+  close(): Promise<void>;
+  /** Add or replace (by username) a user at run time. */
+  setUser(user: IdpUser): void;
+}
+
+export const DEMO_USERS: IdpUser[] = [
+  {
+    username: 'alice',
+    password: 'alice',
+    name: 'Alice Demo',
+    email: 'alice@example.com',
+    groups: ['admins', 'staff'],
+    entitlements: ['reports:read', 'reports:write'],
+    ak_proxy: {
+      user_attributes: {
+        additionalHeaders: { 'X-Demo-Team': 'platform', 'X-Demo-Level': 3 },
+      },
+    },
+  },
+  {
+    username: 'bob',
+    password: 'bob',
+    name: 'Bob Demo',
+    email: 'bob@example.com',
+    groups: ['staff'],
+    entitlements: [],
+  },
+];
+
+export const IDP_SCOPES = ['openid', 'profile', 'email', 'entitlements', 'ak_proxy', 'offline_access'] as const;
+
+// ---------------------------------------------------------------------------------------------
+// Loading oidc-provider (ships no type declarations; prints a runtime warning on Node 20).
+// ---------------------------------------------------------------------------------------------
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type AnyObj = any;
+
+interface ProviderModule {
+  Provider: new (issuer: string, config: Record<string, unknown>) => AnyObj;
+  errors: Record<string, new (...args: unknown[]) => Error>;
+}
+
+let providerModule: Promise<ProviderModule> | undefined;
+
+function loadProviderModule(): Promise<ProviderModule> {
+  if (!providerModule) {
+    providerModule = (async () => {
+      const originalWarn = console.warn;
+      console.warn = (...args: unknown[]) => {
+        if (typeof args[0] === 'string' && args[0].includes('Unsupported runtime')) return;
+        originalWarn.apply(console, args as []);
+      };
+      try {
+        // A non-literal specifier: the package has no type declarations.
+        const specifier: string = 'oidc-provider';
+        return (await import(specifier)) as ProviderModule;
+      } finally {
+        console.warn = originalWarn;
+      }
+    })();
+  }
+  return providerModule;
+}
+
+let signingJwks: Promise<{ keys: Record<string, unknown>[] }> | undefined;
+
+/** One RS256 signing key per process (generating RSA keys is slow-ish). */
+function getSigningJwks(): Promise<{ keys: Record<string, unknown>[] }> {
+  if (!signingJwks) {
+    signingJwks = (async () => {
+      const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+      const jwk = await exportJWK(privateKey);
+      return { keys: [{ ...jwk, alg: 'RS256', use: 'sig', kid: `portcullis-demo-${randomBytes(4).toString('hex')}` }] };
+    })();
+  }
+  return signingJwks;
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-memory adapter, one store per IdP instance (no timers, no global state).
+// ---------------------------------------------------------------------------------------------
+
+interface StoredEntry {
+  payload: Record<string, unknown>;
+  expiresAt: number | undefined;
+}
+
+function createMemoryAdapterClass() {
+  const store = new Map<string, StoredEntry>();
+  const byGrant = new Map<string, Set<string>>();
+  const byUid = new Map<string, string>();
+  const byUserCode = new Map<string, string>();
+
+  const live = (key: string): StoredEntry | undefined => {
+    const entry = store.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+      store.delete(key);
+      return undefined;
+    }
+    return entry;
+  };
+
+  return class MemoryAdapter {
+    readonly model: string;
+
+    constructor(model: string) {
+      this.model = model;
+    }
+
+    private key(id: string): string {
+      return `${this.model}:${id}`;
+    }
+
+    async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number): Promise<void> {
+      const key = this.key(id);
+      store.set(key, { payload: { ...payload }, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : undefined });
+      const { grantId, uid, userCode } = payload as { grantId?: string; uid?: string; userCode?: string };
+      if (grantId) {
+        let set = byGrant.get(grantId);
+        if (!set) byGrant.set(grantId, (set = new Set()));
+        set.add(key);
+      }
+      if (uid) byUid.set(uid, id);
+      if (userCode) byUserCode.set(userCode, id);
+    }
+
+    async find(id: string): Promise<Record<string, unknown> | undefined> {
+      const entry = live(this.key(id));
+      return entry ? { ...entry.payload } : undefined;
+    }
+
+    async findByUid(uid: string): Promise<Record<string, unknown> | undefined> {
+      const id = byUid.get(uid);
+      return id === undefined ? undefined : this.find(id);
+    }
+
+    async findByUserCode(userCode: string): Promise<Record<string, unknown> | undefined> {
+      const id = byUserCode.get(userCode);
+      return id === undefined ? undefined : this.find(id);
+    }
+
+    async consume(id: string): Promise<void> {
+      const entry = live(this.key(id));
+      if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+    }
+
+    async destroy(id: string): Promise<void> {
+      const key = this.key(id);
+      const entry = store.get(key);
+      store.delete(key);
+      const uid = entry?.payload.uid;
+      if (typeof uid === 'string') byUid.delete(uid);
+    }
+
+    async revokeByGrantId(grantId: string): Promise<void> {
+      const keys = byGrant.get(grantId);
+      if (keys) for (const key of keys) store.delete(key);
+      byGrant.delete(grantId);
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML
+// ---------------------------------------------------------------------------------------------
+
+export function escapeHtml(value: unknown): string {
+  return String(value)
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
+}
+
+const STYLE = `body{font-family:system-ui,sans-serif;background:#f3f4f6;margin:0;padding:40px 16px;color:#111}
+.card{max-width:380px;margin:0 auto;background:#fff;border-radius:8px;box-shadow:0 2px 8px rgba(0,0,0,.12);padding:24px 28px}
+.banner{max-width:380px;margin:0 auto 16px;background:#fde68a;border:1px solid #d97706;border-radius:6px;padding:10px 14px;font-weight:600;text-align:center}
+h1{font-size:1.4em;margin:0 0 16px}label{display:block;margin:10px 0 4px;font-size:.9em}
+input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:8px;font-size:1em;border:1px solid #bbb;border-radius:4px}
+button{margin-top:16px;width:100%;padding:10px;font-size:1em;background:#2563eb;color:#fff;border:0;border-radius:4px;cursor:pointer}
+.error{background:#fee2e2;color:#991b1b;border-radius:4px;padding:8px;margin-bottom:8px}.muted{color:#555;font-size:.85em}`;
+
+function page(title: string, banner: string | undefined, body: string): string {
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+${banner ? `<div class="banner" id="banner">${escapeHtml(banner)}</div>\n` : ''}<div class="card">
+${body}
+</div>
+</body>
+</html>
+`;
+}
+
+function loginPage(opts: { action: string; banner?: string; clientId?: string; username?: string; error?: string }): string {
+  return page(
+    opts.banner ? `Sign in – ${opts.banner}` : 'Sign in',
+    opts.banner,
+    `<h1>Sign in</h1>
+${opts.error ? `<div class="error" id="error" role="alert">${escapeHtml(opts.error)}</div>` : ''}
+${opts.clientId ? `<p class="muted">to continue to <strong>${escapeHtml(opts.clientId)}</strong></p>` : ''}
+<form method="post" action="${escapeHtml(opts.action)}" id="login-form" autocomplete="off">
+<label for="username">Username</label>
+<input type="text" name="username" id="username" value="${escapeHtml(opts.username ?? '')}" autofocus required>
+<label for="password">Password</label>
+<input type="password" name="password" id="password" required>
+<button type="submit" id="login">Sign in</button>
+</form>`,
+  );
+}
+
+function readBody(req: http.IncomingMessage, limit = 64 * 1024): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(new Error('request body too large'));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function sendHtml(res: http.ServerResponse, status: number, html: string): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Length', Buffer.byteLength(html));
+  res.end(html);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The provider
+// ---------------------------------------------------------------------------------------------
+
+export function defaultSub(username: string): string {
+  return createHash('sha256').update(username).digest('hex');
+}
+
+function listen(server: http.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export async function startIdentityProvider(opts: StartIdpOptions): Promise<RunningIdp> {
+  const host = opts.host ?? '127.0.0.1';
+  const banner = opts.banner;
+  const { Provider } = await loadProviderModule();
+  const jwks = await getSigningJwks();
+
+  // Users, indexed by username and by subject.
+  const byUsername = new Map<string, IdpUser & { sub: string }>();
+  const bySub = new Map<string, IdpUser & { sub: string }>();
+  const setUser = (user: IdpUser): void => {
+    const full = { ...user, sub: user.sub ?? defaultSub(user.username) };
+    const previous = byUsername.get(user.username);
+    if (previous) bySub.delete(previous.sub);
+    byUsername.set(full.username, full);
+    bySub.set(full.sub, full);
+  };
+  for (const user of opts.users ?? DEMO_USERS) setUser(user);
+
+  // Bind first: the default issuer needs the port.
+  let handler: http.RequestListener = (_req, res) => {
+    res.statusCode = 503;
+    res.end();
+  };
+  const server = http.createServer((req, res) => handler(req, res));
+  server.keepAliveTimeout = 5_000;
+  const port = await listen(server, opts.port ?? 0, host);
+  const issuer = (opts.issuer ?? `http://127.0.0.1:${port}`).replace(/\/+$/, '');
+
+  const idTokenTtl = opts.idTokenTtlSeconds ?? 3600;
+
+  const clients = opts.clients.map((c) => ({
+    client_id: c.client_id,
+    client_secret: c.client_secret,
+    redirect_uris: c.redirect_uris,
+    post_logout_redirect_uris: c.post_logout_redirect_uris ?? [],
+    token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    id_token_signed_response_alg: 'RS256',
+  }));
+
+  const knownScopes = new Set<string>(IDP_SCOPES);
+
+  const provider = new Provider(issuer, {
+    adapter: createMemoryAdapterClass(),
+    clients,
+    jwks,
+    cookies: {
+      keys: [randomBytes(32).toString('hex'), randomBytes(32).toString('hex')],
+      long: { httpOnly: true, sameSite: 'lax', secure: false },
+      short: { httpOnly: true, sameSite: 'lax', secure: false },
+    },
+    scopes: [...IDP_SCOPES],
+    claims: {
+      openid: ['sub'],
+      profile: ['name', 'preferred_username', 'given_name', 'nickname', 'groups'],
+      email: ['email', 'email_verified'],
+      entitlements: ['entitlements'],
+      ak_proxy: ['ak_proxy'],
+    },
+    // authentik's "include claims in id_token": every claim of the granted scopes goes into the ID token.
+    conformIdTokenClaims: false,
+    pkce: { required: () => false },
+    features: {
+      devInteractions: { enabled: false },
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx: AnyObj, form: string) => {
+          // No human judgement needed: the form always signs out of the IdP (hidden logout=yes),
+          // has a visible submit button id="logout" and submits itself.
+          const fullForm = form.replace(
+            '</form>',
+            '<input type="hidden" name="logout" value="yes"/>' +
+              '<p>You are being signed out…</p>' +
+              '<button type="submit" id="logout">Sign out</button></form>',
+          );
+          ctx.type = 'html';
+          ctx.body = page(
+            banner ? `Sign out – ${banner}` : 'Sign out',
+            banner,
+            `<h1>Sign out</h1>\n${fullForm}\n<script>document.getElementById('op.logoutForm').submit();</script>`,
+          );
+        },
+        postLogoutSuccessSource: async (ctx: AnyObj) => {
+          ctx.type = 'html';
+          ctx.body = page('Signed out', banner, '<h1>Signed out</h1><p id="signed-out">You have been signed out.</p>');
+        },
+      },
+      revocation: { enabled: true },
+      introspection: {
+        enabled: true,
+        allowedPolicy: async (_ctx: unknown, client: AnyObj) => client.clientAuthMethod !== 'none',
+      },
+      userinfo: { enabled: true },
+    },
+    ttl: {
+      AccessToken: 3600,
+      AuthorizationCode: 120,
+      ClientCredentials: 600,
+      IdToken: idTokenTtl,
+      Interaction: 3600,
+      RefreshToken: 14 * 24 * 3600,
+      Session: 14 * 24 * 3600,
+      Grant: 14 * 24 * 3600,
+    },
+    clientBasedCORS: (_ctx: unknown, origin: string, client: AnyObj) =>
+      origin !== 'null' &&
+      (client.redirectUris as string[]).some((uri) => {
+        try {
+          return new URL(uri).origin === origin;
+        } catch {
+          return false;
+        }
+      }),
+    interactions: {
+      url: async (_ctx: unknown, interaction: AnyObj) => `/interaction/${interaction.uid}`,
+    },
+    async findAccount(_ctx: unknown, sub: string) {
+      const user = bySub.get(sub);
+      if (!user) return undefined;
+      return {
+        accountId: sub,
+        async claims() {
+          const current = bySub.get(sub) ?? user;
+          const name = current.name ?? current.username;
+          const claims: Record<string, unknown> = {
+            sub,
+            name,
+            preferred_username: current.username,
+            given_name: name,
+            nickname: current.username,
+            groups: [...(current.groups ?? [])],
+            email: current.email ?? `${current.username}@example.com`,
+            email_verified: true,
+            entitlements: [...(current.entitlements ?? [])],
+          };
+          if (current.ak_proxy) claims.ak_proxy = current.ak_proxy;
+          return claims;
+        },
+      };
+    },
+    // No consent screen: grant every requested (known) scope automatically.
+    async loadExistingGrant(ctx: AnyObj) {
+      const { oidc } = ctx;
+      const accountId = oidc.session?.accountId;
+      if (!accountId || !oidc.client) return undefined;
+      const grantId = oidc.result?.consent?.grantId || oidc.session.grantIdFor(oidc.client.clientId);
+      let grant = grantId ? await oidc.provider.Grant.find(grantId) : undefined;
+      if (grant && grant.accountId !== accountId) grant = undefined;
+      if (!grant) grant = new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId });
+      const requested = String(oidc.params?.scope ?? 'openid')
+        .split(' ')
+        .filter((s: string) => knownScopes.has(s));
+      if (requested.length) grant.addOIDCScope(requested.join(' '));
+      await grant.save();
+      return grant;
+    },
+    renderError: async (ctx: AnyObj, out: Record<string, unknown>) => {
+      ctx.type = 'html';
+      ctx.body = page(
+        'Sign-in error',
+        banner,
+        `<h1>Something went wrong</h1>${Object.entries(out)
+          .map(([k, v]) => `<p><strong>${escapeHtml(k)}</strong>: <span class="${escapeHtml(k)}">${escapeHtml(v)}</span></p>`)
+          .join('')}`,
+      );
+    },
+  });
+  // Errors are rendered to the client already; keep the console quiet.
+  provider.on('server_error', () => {});
+  provider.silent = true;
+
+  const providerCallback = provider.callback() as http.RequestListener;
+
+  const interactionRoute = /^\/interaction\/([A-Za-z0-9_-]+)\/?$/;
+
+  async function grantConsent(req: http.IncomingMessage, res: http.ServerResponse, details: AnyObj): Promise<void> {
+    const { prompt, params, session } = details;
+    let grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    if (!grant) grant = new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const missingScope: string[] | undefined = prompt.details?.missingOIDCScope;
+    if (missingScope?.length) grant.addOIDCScope(missingScope.join(' '));
+    const missingClaims: string[] | undefined = prompt.details?.missingOIDCClaims;
+    if (missingClaims?.length) grant.addOIDCClaims(missingClaims);
+    const missingResourceScopes: Record<string, string[]> | undefined = prompt.details?.missingResourceScopes;
+    if (missingResourceScopes) {
+      for (const [indicator, scopes] of Object.entries(missingResourceScopes)) grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  }
+
+  async function handleInteraction(req: http.IncomingMessage, res: http.ServerResponse, uid: string): Promise<void> {
+    let details: AnyObj;
+    try {
+      details = await provider.interactionDetails(req, res);
+    } catch (err) {
+      sendHtml(
+        res,
+        400,
+        page('Sign-in error', banner, `<h1>Sign-in session expired</h1><p>${escapeHtml((err as Error).message)}</p><p>Go back to the application and try again.</p>`),
+      );
+      return;
+    }
+    if (details.uid !== uid) {
+      sendHtml(res, 400, page('Sign-in error', banner, '<h1>Sign-in session mismatch</h1><p>Go back to the application and try again.</p>'));
+      return;
+    }
+    const action = `/interaction/${uid}`;
+    const clientId: string | undefined = details.params?.client_id;
+
+    if (details.prompt.name === 'consent') {
+      await grantConsent(req, res, details);
+      return;
+    }
+    if (details.prompt.name !== 'login') {
+      sendHtml(res, 400, page('Sign-in error', banner, `<h1>Unsupported prompt</h1><p>${escapeHtml(details.prompt.name)}</p>`));
+      return;
+    }
+
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      sendHtml(res, 200, loginPage({ action, banner, clientId }));
+      return;
+    }
+    if (req.method !== 'POST') {
+      res.statusCode = 405;
+      res.setHeader('Allow', 'GET, POST');
+      res.end();
+      return;
+    }
+    const form = new URLSearchParams(await readBody(req));
+    const username = form.get('username') ?? '';
+    const password = form.get('password') ?? '';
+    const user = byUsername.get(username);
+    const ok =
+      user !== undefined &&
+      createHash('sha256').update(password).digest().equals(createHash('sha256').update(user.password).digest());
+    if (!ok) {
+      sendHtml(res, 401, loginPage({ action, banner, clientId, username, error: 'Invalid username or password.' }));
+      return;
+    }
+    await provider.interactionFinished(
+      req,
+      res,
+      { login: { accountId: user.sub ?? defaultSub(user.username), remember: true } },
+      { mergeWithLastSubmission: false },
+    );
+  }
+
+  handler = (req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const match = interactionRoute.exec(path);
+    if (match) {
+      handleInteraction(req, res, match[1]!).catch((err: unknown) => {
+        if (!res.headersSent) {
+          sendHtml(res, 500, page('Error', banner, `<h1>Internal error</h1><p>${escapeHtml((err as Error)?.message ?? err)}</p>`));
+        } else {
+          res.destroy();
+        }
+      });
+      return;
+    }
+    providerCallback(req, res);
+  };
+
+  let closed: Promise<void> | undefined;
+  return {
+    issuer,
+    port,
+    setUser,
+    close() {
+      closed ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,225 @@
+// Shared CEL plumbing for scope mappings and access rules: the two environments, compile-time
+// bounds, error positions, and conversion of CEL values back to plain JSON.
+import { Environment, type ASTNode, type ParseResult } from '@marcbachmann/cel-js';
+import { Duration, UnsignedInt } from '@marcbachmann/cel-js/evaluator';
+import RE2 from 're2';
+
+/** Longest accepted expression, in characters. */
+export const MAX_EXPRESSION_LENGTH = 4096;
+/** Longest accepted mapping result, as JSON text (UTF-16 code units). */
+export const MAX_RESULT_JSON_LENGTH = 64 * 1024;
+/** Deepest nesting of comprehension macros (all, exists, exists_one, map, filter). */
+export const MAX_COMPREHENSION_NESTING = 2;
+
+/** Parse-time structural limits handed to cel-js (it has no runtime cost limit). */
+export const CEL_LIMITS = {
+  maxAstNodes: 512,
+  maxDepth: 32,
+  maxListElements: 128,
+  maxMapEntries: 128,
+  maxCallArguments: 16,
+} as const;
+
+const COMPREHENSIONS = new Set(['all', 'exists', 'exists_one', 'map', 'filter']);
+
+export class MappingCompileError extends Error {
+  readonly mapping: string;
+  readonly position?: { line: number; column: number };
+  readonly detail: string;
+  constructor(mapping: string, detail: string, position?: { line: number; column: number }) {
+    super(`mapping '${mapping}'${position ? `, line ${position.line} column ${position.column}` : ''}: ${detail}`);
+    this.name = 'MappingCompileError';
+    this.mapping = mapping;
+    this.detail = detail;
+    if (position) this.position = position;
+  }
+}
+
+export class MappingEvaluationError extends Error {
+  readonly mapping: string;
+  readonly detail: string;
+  constructor(mapping: string, detail: string) {
+    super(`mapping '${mapping}': ${detail}`);
+    this.name = 'MappingEvaluationError';
+    this.mapping = mapping;
+    this.detail = detail;
+  }
+}
+
+let mappingEnv: Environment | undefined;
+let ruleEnv: Environment | undefined;
+
+/** Variables `claims`, `request`, `provider` (all maps). Built lazily, once. */
+export function mappingEnvironment(): Environment {
+  return (mappingEnv ??= new Environment({ homogeneousAggregateLiterals: false, limits: CEL_LIMITS })
+    .registerVariable('claims', 'map')
+    .registerVariable('request', 'map')
+    .registerVariable('provider', 'map'));
+}
+
+/** Variable `claims` (map) only. */
+export function ruleEnvironment(): Environment {
+  return (ruleEnv ??= new Environment({ homogeneousAggregateLiterals: false, limits: CEL_LIMITS }).registerVariable('claims', 'map'));
+}
+
+/** 1-based line and column of a character offset. */
+export function offsetToPosition(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let column = 1;
+  const end = Math.min(Math.max(offset, 0), text.length);
+  for (let i = 0; i < end; i++) {
+    if (text[i] === '\n') {
+      line++;
+      column = 1;
+    } else {
+      column++;
+    }
+  }
+  return { line, column };
+}
+
+interface CelErrorLike {
+  summary?: unknown;
+  message?: unknown;
+  range?: { start: number; end: number };
+}
+
+function errorParts(err: unknown): { summary: string; start?: number } {
+  const e = (err ?? {}) as CelErrorLike;
+  const summary = typeof e.summary === 'string' ? e.summary : typeof e.message === 'string' ? e.message.split('\n')[0]! : String(err);
+  return { summary, start: typeof e.range?.start === 'number' ? e.range.start : undefined };
+}
+
+/**
+ * Parses and type-checks one expression. `resultKinds` are the static result types accepted
+ * ('dyn' always is: it is checked again at evaluation).
+ */
+export function compileExpression(env: Environment, label: string, expression: string, resultKind: 'map' | 'bool'): ParseResult {
+  if (expression.length > MAX_EXPRESSION_LENGTH) {
+    throw new MappingCompileError(label, `expression is ${expression.length} characters long; the limit is ${MAX_EXPRESSION_LENGTH}`);
+  }
+  const fail = (err: unknown): never => {
+    const { summary, start } = errorParts(err);
+    throw new MappingCompileError(label, summary, start === undefined ? undefined : offsetToPosition(expression, start));
+  };
+  let parsed: ParseResult;
+  try {
+    parsed = env.parse(expression);
+  } catch (err) {
+    return fail(err);
+  }
+  // check() also stores the checked types on the AST, so evaluation never type-checks again.
+  const checked = parsed.check();
+  if (!checked.valid) return fail(checked.error);
+  const type = checked.type ?? 'dyn';
+  const ok = type === 'dyn' || (resultKind === 'map' ? type === 'map' || type.startsWith('map<') : type === 'bool');
+  if (!ok) {
+    throw new MappingCompileError(label, `the expression returns ${type}; it must return ${resultKind === 'map' ? 'a map' : 'a bool'}`, offsetToPosition(expression, 0));
+  }
+  inspectAst(parsed.ast, label, expression);
+  return parsed;
+}
+
+/** Enforces the comprehension nesting bound and RE2-compatible literal patterns for matches(). */
+function inspectAst(root: ASTNode, label: string, expression: string): void {
+  const at = (node: { start?: number; pos?: number }) => offsetToPosition(expression, node.start ?? node.pos ?? 0);
+  const visit = (node: unknown, depth: number): void => {
+    if (Array.isArray(node)) {
+      for (const child of node) visit(child, depth);
+      return;
+    }
+    if (!node || typeof node !== 'object' || !('op' in node)) return;
+    const n = node as ASTNode;
+    let nextDepth = depth;
+    if (n.op === 'rcall' || n.op === 'call') {
+      const name = n.args[0];
+      if (n.op === 'rcall' && COMPREHENSIONS.has(name)) {
+        nextDepth = depth + 1;
+        if (nextDepth > MAX_COMPREHENSION_NESTING) {
+          throw new MappingCompileError(label, `comprehensions (${[...COMPREHENSIONS].join(', ')}) may be nested at most ${MAX_COMPREHENSION_NESTING} deep`, at(n));
+        }
+      }
+      if (name === 'matches') {
+        const args = n.op === 'rcall' ? n.args[2] : n.args[1];
+        const pattern = args[args.length - 1];
+        if (!pattern || pattern.op !== 'value' || typeof pattern.args !== 'string') {
+          throw new MappingCompileError(label, 'matches() needs a string literal pattern', at(n));
+        }
+        try {
+          new RE2(pattern.args);
+        } catch (err) {
+          throw new MappingCompileError(label, `matches() pattern is not a valid RE2 regex: ${(err as Error).message}`, at(pattern));
+        }
+      }
+    }
+    if (n.op === 'value' || n.op === 'id') return;
+    visit(n.args, nextDepth);
+  };
+  visit(root, 0);
+}
+
+const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * Converts a CEL value to plain JSON data: BigInt/uint → number when safe (else decimal string),
+ * bytes → base64, timestamps → ISO strings, durations → their text, Map → object.
+ * Throws on values JSON cannot hold (NaN, Infinity, functions, types).
+ */
+export function toPlainJson(value: unknown, path = '$'): unknown {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      if (!Number.isFinite(value)) throw new Error(`${path} is ${value}, which JSON cannot represent`);
+      return value;
+    case 'bigint':
+      return bigToPlain(value);
+    case 'undefined':
+      return null;
+    case 'object': {
+      if (value === null) return null;
+      if (Array.isArray(value)) return value.map((v, i) => toPlainJson(v, `${path}[${i}]`));
+      if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+      if (value instanceof Date) return value.toISOString();
+      if (value instanceof Map) {
+        const out: Record<string, unknown> = {};
+        for (const [k, v] of value) {
+          const key = String(k);
+          if (!UNSAFE_KEYS.has(key)) out[key] = toPlainJson(v, `${path}.${key}`);
+        }
+        return out;
+      }
+      const proto = Object.getPrototypeOf(value) as object | null;
+      if (proto === Object.prototype || proto === null) {
+        const out: Record<string, unknown> = {};
+        for (const key of Object.keys(value)) {
+          if (!UNSAFE_KEYS.has(key)) out[key] = toPlainJson((value as Record<string, unknown>)[key], `${path}.${key}`);
+        }
+        return out;
+      }
+      if (value instanceof UnsignedInt) return bigToPlain(value.valueOf() as bigint);
+      if (value instanceof Duration) return String(value);
+      throw new Error(`${path} is a ${(value as object).constructor?.name ?? 'value'} that JSON cannot represent`);
+    }
+    default:
+      throw new Error(`${path} is a ${typeof value} that JSON cannot represent`);
+  }
+}
+
+function bigToPlain(value: bigint): number | string {
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(value) : value.toString();
+}
+
+export function isPlainMap(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array) && !(value instanceof Date);
+}
+
+/** The summary and 1-based position of a cel-js evaluation error. */
+export function describeEvaluationError(err: unknown, expression: string): string {
+  if (err instanceof RangeError) return `evaluation exceeded a resource limit (${err.message})`;
+  const { summary, start } = errorParts(err);
+  if (start === undefined) return summary;
+  const pos = offsetToPosition(expression, start);
+  return `line ${pos.line} column ${pos.column}: ${summary}`;
+}

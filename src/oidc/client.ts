@@ -1,0 +1,163 @@
+// The OpenID Connect relying party of one provider.
+//
+// Discovery, authorization URLs, PKCE and end-session URLs come from openid-client. The code
+// exchange goes through oauth4webapi (openid-client's own engine) because openid-client derives
+// redirect_uri from the callback URL with its query removed, while authentik registers the
+// callback *with* `?X-authentik-auth-callback=true`: the exchange must send the exact URI used in
+// the authorization request. The ID token's signature is then verified against the provider's
+// JWKS with jose; oauth4webapi checks issuer, audience, expiry, nonce and azp.
+import * as client from 'openid-client';
+import * as oauth from 'oauth4webapi';
+import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { Logger } from '../pipeline/logger.js';
+
+export interface OidcSettings {
+  issuer: string;
+  clientId: string;
+  clientSecret: string;
+  authMethod: 'client_secret_basic' | 'client_secret_post';
+  scopes: string[];
+  /** Plain-http issuers are only allowed on loopback (demo and tests). */
+  allowHttp: boolean;
+  timeoutSeconds?: number;
+}
+
+export interface LoginResult {
+  claims: Record<string, unknown> & { sub: string; iss: string };
+  idToken: string;
+  /** The access token when it is a JWT. */
+  accessToken?: string;
+}
+
+export class OidcError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'OidcError';
+  }
+}
+
+const RETRY_DISCOVERY_MS = 5000;
+
+export class OidcClient {
+  private configuration: client.Configuration | null = null;
+  private pending: Promise<client.Configuration> | null = null;
+  private lastFailure = 0;
+  private jwks: JWTVerifyGetKey | null = null;
+
+  constructor(
+    readonly settings: OidcSettings,
+    private readonly log: Logger,
+  ) {}
+
+  /** Discovery, done once and retried after a failure (the IdP may start after Portcullis). */
+  async ready(): Promise<client.Configuration> {
+    if (this.configuration) return this.configuration;
+    if (this.pending) return this.pending;
+    if (Date.now() - this.lastFailure < RETRY_DISCOVERY_MS && this.lastFailure !== 0) {
+      throw new OidcError('oidc.discovery_failed', 'The identity provider could not be reached; try again shortly.', 503);
+    }
+    const s = this.settings;
+    const auth = s.authMethod === 'client_secret_post' ? client.ClientSecretPost(s.clientSecret) : client.ClientSecretBasic(s.clientSecret);
+    this.pending = client
+      .discovery(new URL(s.issuer), s.clientId, { token_endpoint_auth_method: s.authMethod }, auth, {
+        execute: s.allowHttp ? [client.allowInsecureRequests] : [],
+        timeout: s.timeoutSeconds ?? 10,
+      })
+      .then((config) => {
+        this.configuration = config;
+        const jwksUri = config.serverMetadata().jwks_uri;
+        if (jwksUri) this.jwks = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: 10_000 });
+        this.log.info({ issuer: s.issuer }, 'OpenID Provider discovered');
+        return config;
+      })
+      .catch((err: unknown) => {
+        this.lastFailure = Date.now();
+        this.log.error({ issuer: s.issuer, err: (err as Error).message }, 'OpenID Provider discovery failed');
+        throw new OidcError('oidc.discovery_failed', 'The identity provider could not be reached; try again shortly.', 503);
+      })
+      .finally(() => {
+        this.pending = null;
+      });
+    return this.pending;
+  }
+
+  /** Discovery result, if already done (no I/O). */
+  get discovered(): client.Configuration | null {
+    return this.configuration;
+  }
+
+  async authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeVerifier: string }): Promise<URL> {
+    const config = await this.ready();
+    const supported = config.serverMetadata().scopes_supported;
+    // Ask only for scopes the provider knows (authentik's defaults include `ak_proxy` and
+    // `entitlements`, which another provider may refuse), but always `openid`.
+    const scopes = this.settings.scopes.filter((sc) => sc === 'openid' || !supported || supported.includes(sc));
+    if (!scopes.includes('openid')) scopes.unshift('openid');
+    return client.buildAuthorizationUrl(config, {
+      redirect_uri: p.redirectUri,
+      scope: scopes.join(' '),
+      state: p.state,
+      nonce: p.nonce,
+      code_challenge: await client.calculatePKCECodeChallenge(p.codeVerifier),
+      code_challenge_method: 'S256',
+    });
+  }
+
+  async exchange(callbackParams: URLSearchParams, p: { redirectUri: string; expectedState: string; codeVerifier: string; nonce: string }): Promise<LoginResult> {
+    const config = await this.ready();
+    const as = config.serverMetadata() as oauth.AuthorizationServer;
+    const c: oauth.Client = { client_id: this.settings.clientId, token_endpoint_auth_method: this.settings.authMethod };
+    const clientAuth = this.settings.authMethod === 'client_secret_post' ? oauth.ClientSecretPost(this.settings.clientSecret) : oauth.ClientSecretBasic(this.settings.clientSecret);
+    let params: URLSearchParams;
+    try {
+      params = oauth.validateAuthResponse(as, c, callbackParams, p.expectedState);
+    } catch (err) {
+      if (err instanceof oauth.AuthorizationResponseError) {
+        throw new OidcError('oidc.authorization_error', `The identity provider refused the login: ${err.error}`, 403);
+      }
+      throw new OidcError('oidc.invalid_callback', `Invalid authorization response: ${(err as Error).message}`, 400);
+    }
+    const opts = { [oauth.allowInsecureRequests]: this.settings.allowHttp, signal: AbortSignal.timeout(10_000) };
+    let result: oauth.TokenEndpointResponse;
+    try {
+      const response = await oauth.authorizationCodeGrantRequest(as, c, clientAuth, params, p.redirectUri, p.codeVerifier, opts);
+      result = await oauth.processAuthorizationCodeResponse(as, c, response, { expectedNonce: p.nonce, requireIdToken: true });
+    } catch (err) {
+      if (err instanceof oauth.ResponseBodyError) {
+        throw new OidcError('oidc.token_error', `The identity provider refused the code exchange: ${err.error}`, 400);
+      }
+      if (err instanceof oauth.OperationProcessingError) {
+        throw new OidcError('oidc.token_invalid', `The identity provider's response failed validation: ${err.message}`, 400);
+      }
+      throw new OidcError('oidc.token_unreachable', 'The identity provider could not be reached for the code exchange.', 502);
+    }
+    const idToken = result.id_token;
+    if (!idToken || !this.jwks) throw new OidcError('oidc.token_invalid', 'No ID token, or no JWKS to verify it.', 400);
+    try {
+      await jwtVerify(idToken, this.jwks, { issuer: as.issuer, audience: this.settings.clientId });
+    } catch (err) {
+      throw new OidcError('oidc.id_token_signature', `The ID token failed verification: ${(err as Error).message}`, 400);
+    }
+    const claims = oauth.getValidatedIdTokenClaims(result);
+    if (!claims) throw new OidcError('oidc.token_invalid', 'ID token claims missing.', 400);
+    const accessToken = typeof result.access_token === 'string' && result.access_token.split('.').length === 3 ? result.access_token : undefined;
+    return { claims: claims as LoginResult['claims'], idToken, accessToken };
+  }
+
+  /** The RP-initiated logout URL, or null when the provider has no end_session_endpoint. */
+  endSessionUrl(p: { idTokenHint?: string; postLogoutRedirectUri: string }): URL | null {
+    const config = this.configuration;
+    if (!config || !config.serverMetadata().end_session_endpoint) return null;
+    const params: Record<string, string> = { post_logout_redirect_uri: p.postLogoutRedirectUri, client_id: this.settings.clientId };
+    if (p.idTokenHint) params.id_token_hint = p.idTokenHint;
+    return client.buildEndSessionUrl(config, params);
+  }
+
+  get jwksUri(): string {
+    return this.configuration?.serverMetadata().jwks_uri ?? '';
+  }
+}

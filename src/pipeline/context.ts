@@ -1,0 +1,200 @@
+// Builds the per-request context: which provider, which entry (proxy or a forward-auth
+// endpoint), which action, and the normalized target. Trust in X-Forwarded-* is decided here,
+// once, from `trusted_proxies`.
+import type { IncomingHttpHeaders } from 'node:http';
+import proxyaddr from 'proxy-addr';
+import type { Action, Entry, RequestContext, RequestTarget, Respond } from './contract.js';
+import { OUTPOST_PREFIX, type ProviderRegistry } from '../config/provider.js';
+import { normalizeHost, splitTarget, TargetError } from '../http/normalize.js';
+import { page, wantsJson } from '../http/pages.js';
+
+/** What the context factory needs of a request; a Fastify request and a bare IncomingMessage both fit. */
+export interface RawRequestView {
+  readonly method: string;
+  /** The request target (already normalized when it came through Fastify's rewriteUrl). */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly socket: { remoteAddress?: string; encrypted?: boolean };
+}
+
+/**
+ * A forward-auth endpoint: recognises its path and extracts the original request from the
+ * headers the reverse proxy sends. Registered by the forward-auth plugin.
+ */
+export interface EntryResolver {
+  readonly entry: Exclude<Entry, 'proxy'>;
+  /** Exact path, or a prefix when `prefix` is true (Envoy). */
+  readonly path: string;
+  readonly prefix?: boolean;
+  /** The original request, or an error answer (missing headers: 400; untrusted caller: 403). */
+  extract(req: RawRequestView, view: PeerView, requestPath: string): OriginalRequest | Respond;
+}
+
+export interface OriginalRequest {
+  readonly method: string;
+  readonly scheme: 'http' | 'https';
+  /** Raw host as sent (normalized by the factory). */
+  readonly host: string;
+  /** Raw request target (path and query), normalized by the factory. */
+  readonly target: string;
+}
+
+export interface PeerView {
+  readonly peerIp: string;
+  readonly peerTrusted: boolean;
+  readonly requestId: string;
+  readonly wantsJson: boolean;
+}
+
+const ACTIONS: Record<string, Action> = {
+  [`${OUTPOST_PREFIX}/start`]: 'start',
+  [`${OUTPOST_PREFIX}/callback`]: 'callback',
+  [`${OUTPOST_PREFIX}/sign_out`]: 'sign_out',
+};
+const SIGNATURE = /(?:^|&)x-authentik-(auth-callback|logout)=true(?:&|$)/i;
+
+export class ContextFactory {
+  private readonly trust: (addr: string, i: number) => boolean;
+  private readonly exactEntries = new Map<string, EntryResolver>();
+  private readonly prefixEntries: EntryResolver[] = [];
+
+  constructor(
+    private readonly providers: ProviderRegistry,
+    trustedProxies: readonly string[],
+  ) {
+    this.trust = proxyaddr.compile([...trustedProxies]);
+  }
+
+  addEntry(resolver: EntryResolver): void {
+    if (resolver.prefix) this.prefixEntries.push(resolver);
+    else this.exactEntries.set(resolver.path, resolver);
+  }
+
+  isTrusted(addr: string): boolean {
+    return this.trust(addr, 0);
+  }
+
+  /** The context, or an answer when the request cannot be served (bad target, unknown host). */
+  build(req: RawRequestView, requestId: string): RequestContext | Respond {
+    const headers = req.headers;
+    const peerIp = req.socket.remoteAddress ?? '';
+    const peerTrusted = peerIp !== '' && this.trust(peerIp, 0);
+    const json = wantsJson(headers.accept, headers['x-requested-with']);
+    const view: PeerView = { peerIp, peerTrusted, requestId, wantsJson: json };
+
+    let split: { path: string; query: string };
+    try {
+      split = splitTarget(req.url);
+    } catch (err) {
+      return badTarget(err as Error, view);
+    }
+
+    let entry: Entry = 'proxy';
+    let method = req.method;
+    let scheme: 'http' | 'https';
+    let rawHost: string | undefined;
+    let target = split;
+    const resolver = this.entryFor(split.path);
+    if (resolver) {
+      const original = resolver.extract(req, view, split.path);
+      if ('kind' in original) return original;
+      entry = resolver.entry;
+      method = original.method;
+      scheme = original.scheme;
+      rawHost = original.host;
+      try {
+        target = splitTarget(original.target);
+      } catch (err) {
+        return badTarget(err as Error, view);
+      }
+    } else {
+      scheme = req.socket.encrypted ? 'https' : 'http';
+      rawHost = headers.host;
+      if (peerTrusted) {
+        const proto = first(headers['x-forwarded-proto']);
+        if (proto === 'http' || proto === 'https') scheme = proto;
+        const fwdHost = first(headers['x-forwarded-host']);
+        if (fwdHost) rawHost = fwdHost;
+      }
+    }
+
+    const host = normalizeHost(rawHost, scheme);
+    const provider = host ? this.providers.forHost(host) : undefined;
+    if (!provider) {
+      return page({
+        status: 400,
+        title: 'No application for this host',
+        message: `Portcullis has no provider whose external_host is "${host || rawHost || '(none)'}". Check the outpost configuration and make sure this host is included.`,
+        requestId,
+        wantsJson: json,
+        code: 'routing.unknown_host',
+      });
+    }
+    // A provider in proxy mode has no forward-auth endpoints: the path is just proxied.
+    if (entry !== 'proxy' && provider.mode === 'proxy') {
+      return page({
+        status: 400,
+        title: 'Not a forward-auth provider',
+        message: `The provider "${provider.name}" is in proxy mode; forward-auth endpoints need mode forward_single or forward_domain.`,
+        requestId,
+        wantsJson: json,
+        code: 'routing.not_forward_mode',
+      });
+    }
+
+    let action: Action = ACTIONS[target.path] ?? 'request';
+    if (action === 'request' && target.query.length > 20) {
+      const m = SIGNATURE.exec(target.query);
+      if (m) action = m[1]!.toLowerCase() === 'logout' ? 'sign_out' : 'callback';
+    }
+
+    const clientIp = peerTrusted ? proxyaddr(req as unknown as Parameters<typeof proxyaddr>[0], this.trust) : peerIp;
+    const requestTarget: RequestTarget = { scheme, host, path: target.path, query: target.query };
+    return {
+      requestId,
+      method,
+      headers,
+      clientIp,
+      peerIp,
+      peerTrusted,
+      provider,
+      entry,
+      action,
+      target: requestTarget,
+      wantsJson: json,
+      session: null,
+      allowlisted: false,
+      identityHeaders: null,
+      upstreamHeaders: null,
+      upstream: null,
+      setCookies: null,
+    };
+  }
+
+  private entryFor(path: string): EntryResolver | undefined {
+    if (path.length < OUTPOST_PREFIX.length || path.charCodeAt(1) !== 111 /* o */ || !path.startsWith(OUTPOST_PREFIX)) return undefined;
+    const exact = this.exactEntries.get(path);
+    if (exact) return exact;
+    for (const r of this.prefixEntries) if (path === r.path || path.startsWith(r.path + '/')) return r;
+    return undefined;
+  }
+}
+
+function first(v: string | string[] | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const s = Array.isArray(v) ? v[0] : v;
+  if (s === undefined) return undefined;
+  const comma = s.indexOf(',');
+  return (comma === -1 ? s : s.slice(0, comma)).trim();
+}
+
+function badTarget(err: Error, view: PeerView): Respond {
+  return page({
+    status: 400,
+    title: 'Bad request',
+    message: `The request target was refused: ${err instanceof TargetError ? err.reason : 'invalid'}.`,
+    requestId: view.requestId,
+    wantsJson: view.wantsJson,
+    code: 'request.invalid_target',
+  });
+}

@@ -1,0 +1,88 @@
+// How the chain lives in Fastify: an encapsulated scope whose first onRequest hook builds the
+// context and whose next hooks are the stages, each registered by its own plugin, in chain order.
+// Decisions happen in onRequest, before any body is read; the proxied body is streamed.
+import fp from 'fastify-plugin';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
+import type { RequestContext, Respond, Stage } from './contract.js';
+import { CONTINUE } from './contract.js';
+import { isPromise, type BuiltStage } from './chain.js';
+import type { ContextFactory } from './context.js';
+import { page } from '../http/pages.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The pipeline's per-request context (null outside the pipeline's routes). */
+    portcullis: RequestContext | null;
+  }
+}
+
+/** Writes a stage's answer, with any cookies a stage asked to set. */
+export function sendRespond(reply: FastifyReply, ctx: RequestContext | null, out: Respond): FastifyReply {
+  reply.code(out.status);
+  if (out.headers) reply.headers(out.headers);
+  if (ctx?.setCookies) for (const c of ctx.setCookies) reply.header('set-cookie', c);
+  return reply.send(out.body ?? '');
+}
+
+/** The onRequest hook of one stage. Callback style: a sync stage costs no promise. */
+export function stageHook(stage: Stage): onRequestHookHandler {
+  return function portcullisStage(request, reply, done) {
+    const ctx = request.portcullis;
+    if (ctx === null) return done();
+    let out;
+    try {
+      out = stage.run(ctx);
+    } catch (err) {
+      return done(err as Error);
+    }
+    if (out === CONTINUE) return done();
+    if (isPromise(out)) {
+      out.then(
+        (o) => (o.kind === 'continue' ? done() : sendRespond(reply, ctx, o)),
+        (err: Error) => done(err),
+      );
+      return;
+    }
+    if (out.kind === 'continue') return done();
+    sendRespond(reply, ctx, out);
+  };
+}
+
+/** The plugin of one stage: adds its hook to the pipeline scope, plus whatever Fastify parts it brings. */
+export function stagePlugin(built: BuiltStage) {
+  return fp(
+    async (scope: FastifyInstance) => {
+      scope.addHook('onRequest', stageHook(built.stage));
+      if (built.definition.fastify) await built.definition.fastify(scope, built.stage);
+    },
+    { name: `portcullis-stage-${built.stage.name}`, fastify: '5.x' },
+  );
+}
+
+export interface PipelineScopeOptions {
+  stages: readonly BuiltStage[];
+  contexts: ContextFactory;
+}
+
+/** The pipeline scope: context hook, then one plugin per stage. Encapsulated: nothing leaks. */
+export async function pipelineScope(scope: FastifyInstance, opts: PipelineScopeOptions): Promise<void> {
+  const contexts = opts.contexts;
+  scope.addHook('onRequest', function portcullisContext(request: FastifyRequest, reply: FastifyReply, done) {
+    const built = contexts.build(request.raw as unknown as Parameters<ContextFactory['build']>[0], request.id);
+    if ('kind' in built) {
+      sendRespond(reply, null, built);
+      return;
+    }
+    request.portcullis = built;
+    done();
+  });
+  for (const built of opts.stages) await scope.register(stagePlugin(built));
+  // Reached only when no stage answered and no stage registered a handler for the route.
+  scope.setNotFoundHandler((request, reply) => {
+    sendRespond(
+      reply,
+      request.portcullis,
+      page({ status: 500, title: 'Pipeline incomplete', message: 'No stage handled this request.', requestId: request.id, wantsJson: false, code: 'pipeline.unhandled' }),
+    );
+  });
+}

@@ -1,0 +1,80 @@
+// The allowlist stage: lets anonymous requests through on unauthenticated paths
+// (skip_path_regex, RE2, compiled at config load), and challenges the rest — a redirect to the
+// login start for browsers, 401 for API clients and nginx. Patterns see the normalized path
+// (proxy, forward_single) or `scheme://host/path` (forward_domain); never the query string.
+import { inject, injectable } from 'tsyringe';
+import RE2 from 're2';
+import { CONTINUE, type RequestContext, type Stage, type StageOutcome, type Respond } from '../../pipeline/contract.js';
+import { PROVIDERS } from '../../pipeline/tokens.js';
+import { OUTPOST_PREFIX, type ProviderRegistry, type ProviderRuntime } from '../../config/provider.js';
+import { skipPatternLines } from '../../config/load.js';
+import { page } from '../../http/pages.js';
+
+export interface CompiledAllowlist {
+  readonly patterns: readonly RE2[];
+  /** forward_domain matches the URL without its query; the other modes the path. */
+  readonly matchUrl: boolean;
+}
+
+export function compileAllowlist(p: ProviderRuntime): CompiledAllowlist {
+  return {
+    patterns: skipPatternLines(p.config.skip_path_regex).map(({ pattern }) => new RE2(pattern)),
+    matchUrl: p.mode === 'forward_domain',
+  };
+}
+
+export function isAllowlisted(list: CompiledAllowlist, ctx: RequestContext): boolean {
+  const n = list.patterns.length;
+  if (n === 0) return false;
+  const t = ctx.target;
+  const subject = list.matchUrl ? `${t.scheme}://${t.host}${t.path}` : t.path;
+  for (let i = 0; i < n; i++) if (list.patterns[i]!.test(subject)) return true;
+  return false;
+}
+
+@injectable()
+export class AllowlistStage implements Stage {
+  readonly name = 'allowlist';
+  private readonly lists: CompiledAllowlist[];
+
+  constructor(@inject(PROVIDERS) providers: ProviderRegistry) {
+    this.lists = providers.all.map(compileAllowlist);
+  }
+
+  run(ctx: RequestContext): StageOutcome {
+    if (ctx.session !== null) return CONTINUE;
+    if (isAllowlisted(this.lists[ctx.provider.index]!, ctx)) {
+      ctx.allowlisted = true;
+      return CONTINUE;
+    }
+    return challenge(ctx);
+  }
+}
+
+/** What an anonymous request on a protected path gets, by entry. */
+export function challenge(ctx: RequestContext): Respond {
+  const p = ctx.provider;
+  const t = ctx.target;
+  if (ctx.entry === 'nginx') {
+    // nginx turns the 401 into a redirect to /start (error_page 401 = …) itself.
+    return { kind: 'respond', status: 401, headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }, body: 'unauthorized request' };
+  }
+  if (ctx.entry === 'proxy') {
+    if (ctx.wantsJson) {
+      return page({ status: 401, title: 'Authentication required', message: 'Sign in first; API requests are not redirected.', requestId: ctx.requestId, wantsJson: true, code: 'auth.required', extraHeaders: { 'www-authenticate': 'Bearer realm="portcullis"' } });
+    }
+    if (p.config.intercept_header_auth && ctx.headers.authorization !== undefined) {
+      return page({
+        status: 401,
+        title: 'Unauthenticated',
+        message: "The request carries an Authorization header and 'intercept_header_auth' is on, so no login redirect is performed.",
+        requestId: ctx.requestId,
+        wantsJson: ctx.wantsJson,
+        code: 'auth.header_auth_unsupported',
+      });
+    }
+  }
+  const original = `${t.scheme}://${t.host}${t.path}${t.query ? '?' + t.query : ''}`;
+  const location = `${p.externalBase}${OUTPOST_PREFIX}/start?rd=${encodeURIComponent(original)}`;
+  return { kind: 'respond', status: 302, headers: { location, 'cache-control': 'no-store' } };
+}

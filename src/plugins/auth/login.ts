@@ -1,0 +1,239 @@
+// The login flow of one outpost: /start, /callback and /sign_out (and their query-string
+// signatures). Owned by the auth stage, which calls it when the context's action says so.
+import { randomBytes } from 'node:crypto';
+import * as client from 'openid-client';
+import type { RequestContext, Respond } from '../../pipeline/contract.js';
+import type { ProviderRuntime } from '../../config/provider.js';
+import type { Logger } from '../../pipeline/logger.js';
+import { userKeyOf, type SessionRecord, type SessionStore, type SessionProxySettings } from '../../sessions/store.js';
+import { userTag } from '../../sessions/embedded-store.js';
+import { OidcError } from '../../oidc/client.js';
+import { validateRedirect } from '../../http/redirects.js';
+import { clearCookie, readCookie, setCookie } from '../../http/cookies.js';
+import { page } from '../../http/pages.js';
+import { signState, verifyState } from './state.js';
+import { compileMappings, validateProxyClaims, MappingEvaluationError, type CompiledMappings } from '../../mappings/index.js';
+
+const FLOW_TTL_SECONDS = 600;
+/** In-flight logins kept per browser (several tabs may start one at once). */
+const MAX_FLOWS = 5;
+
+interface Flow {
+  /** Flow id. */
+  i: string;
+  /** PKCE code verifier. */
+  v: string;
+  /** Nonce. */
+  n: string;
+  /** Expiry, unix seconds. */
+  e: number;
+}
+
+export class LoginFlow {
+  private readonly mappings = new Map<ProviderRuntime, CompiledMappings>();
+
+  constructor(
+    providers: readonly ProviderRuntime[],
+    private readonly store: SessionStore,
+    private readonly log: Logger,
+  ) {
+    // Compiled once, here; evaluated once per login, never per request.
+    for (const p of providers) this.mappings.set(p, compileMappings(p.config.mappings));
+  }
+
+  async start(ctx: RequestContext): Promise<Respond> {
+    const p = ctx.provider;
+    const rd = new URLSearchParams(ctx.target.query).get('rd');
+    const redirect = validateRedirect(rd, p.redirectPolicy) ?? p.externalBase + '/';
+    return this.beginLogin(ctx, redirect);
+  }
+
+  /** Sends the browser to the IdP; the redirect must already be validated. */
+  async beginLogin(ctx: RequestContext, redirect: string): Promise<Respond> {
+    const p = ctx.provider;
+    const now = Math.floor(Date.now() / 1000);
+    const flow: Flow = { i: randomBytes(16).toString('base64url'), v: client.randomPKCECodeVerifier(), n: client.randomNonce(), e: now + FLOW_TTL_SECONDS };
+    const state = signState({ i: flow.i, r: redirect, e: flow.e, p: p.name }, p.stateKey);
+    let url: URL;
+    try {
+      url = await p.oidc.authorizationUrl({ redirectUri: p.callbackUrl, state, nonce: flow.n, codeVerifier: flow.v });
+    } catch (err) {
+      return this.failure(ctx, err);
+    }
+    const flows = this.readFlows(ctx, now).filter((f) => f.i !== flow.i);
+    flows.push(flow);
+    const kept = flows.slice(-MAX_FLOWS);
+    addCookie(ctx, setCookie(p.flowCookieName, encodeURIComponent(p.flowCodec.encode({ f: kept })), FLOW_TTL_SECONDS, p.cookieSuffix));
+    return { kind: 'respond', status: 302, headers: { location: url.href, 'cache-control': 'no-store' } };
+  }
+
+  async callback(ctx: RequestContext): Promise<Respond> {
+    const p = ctx.provider;
+    const params = new URLSearchParams(ctx.target.query);
+    const now = Math.floor(Date.now() / 1000);
+    const state = verifyState(params.get('state'), p.stateKey, p.name, now);
+    if (!state) {
+      return page({
+        status: 400,
+        title: 'Login link expired or invalid',
+        message: 'This login response is not valid: it has expired, was altered, or belongs to another provider. Start again.',
+        requestId: ctx.requestId,
+        wantsJson: ctx.wantsJson,
+        code: 'auth.state_invalid',
+        link: { href: p.externalBase + '/', text: 'Start again' },
+      });
+    }
+    const flows = this.readFlows(ctx, now);
+    const flow = flows.find((f) => f.i === state.i);
+    // The flow is used up whatever happens next: a replay finds nothing.
+    const rest = flows.filter((f) => f !== flow);
+    addCookie(
+      ctx,
+      rest.length > 0
+        ? setCookie(p.flowCookieName, encodeURIComponent(p.flowCodec.encode({ f: rest })), FLOW_TTL_SECONDS, p.cookieSuffix)
+        : clearCookie(p.flowCookieName, p.cookieSuffix),
+    );
+    if (!flow) {
+      return page({
+        status: 400,
+        title: 'Login not started in this browser',
+        message: 'This login response does not belong to a login started in this browser, or it was already used. Start again.',
+        requestId: ctx.requestId,
+        wantsJson: ctx.wantsJson,
+        code: 'auth.state_not_bound',
+        link: { href: p.externalBase + '/', text: 'Start again' },
+      });
+    }
+    let login;
+    try {
+      login = await p.oidc.exchange(params, { redirectUri: p.callbackUrl, expectedState: params.get('state')!, codeVerifier: flow.v, nonce: flow.n });
+    } catch (err) {
+      return this.failure(ctx, err);
+    }
+
+    let claims: Record<string, unknown>;
+    try {
+      claims = this.mappings.get(p)!.evaluate({
+        claims: login.claims,
+        request: { host: ctx.target.host, path: ctx.target.path, headers: plainHeaders(ctx.headers) },
+        provider: { name: p.name, slug: p.slug },
+      });
+    } catch (err) {
+      if (err instanceof MappingEvaluationError) {
+        this.log.error({ provider: p.name, mapping: err.mapping, detail: err.detail, requestId: ctx.requestId }, 'scope mapping failed; login refused');
+        return page({
+          status: 500,
+          title: 'Login could not be completed',
+          message: `The scope mapping "${err.mapping}" of this application failed, so you were not signed in. Please tell the administrator.`,
+          requestId: ctx.requestId,
+          wantsJson: ctx.wantsJson,
+          code: 'auth.mapping_failed',
+        });
+      }
+      throw err;
+    }
+
+    const validated = validateProxyClaims(claims, {
+      allowedBackendHosts: p.config.allowed_backend_hosts,
+      allowIdentityHeaderOverride: p.config.allow_identity_header_override,
+    });
+    if (validated.problems.length > 0) {
+      this.log.warn({ provider: p.name, problems: validated.problems, requestId: ctx.requestId }, 'ak_proxy claims partly ignored');
+    }
+    const proxy: SessionProxySettings = {
+      backendOrigin: validated.backendOverride?.origin,
+      backendHost: validated.backendOverride?.host,
+      hostHeader: validated.hostHeader ?? undefined,
+      additionalHeaders: validated.additionalHeaders.map(([k, v]) => [k.toLowerCase(), v] as const),
+    };
+    const nowMs = Date.now();
+    const record: SessionRecord = {
+      id: randomBytes(32).toString('base64url'),
+      provider: p.name,
+      userKey: userKeyOf(login.claims.iss, login.claims.sub),
+      createdAt: nowMs,
+      expiresAt: nowMs + p.sessionTtlSeconds * 1000,
+      claims: claims as SessionRecord['claims'],
+      idToken: login.idToken,
+      accessToken: login.accessToken,
+      proxy,
+    };
+    await this.store.put(record);
+    addCookie(ctx, setCookie(p.cookieName, encodeURIComponent(p.sessionCodec.encode({ s: record.id })), p.sessionTtlSeconds, p.cookieSuffix));
+    this.log.info({ provider: p.name, user: userTag(record.userKey), requestId: ctx.requestId }, 'login completed');
+    return { kind: 'respond', status: 302, headers: { location: state.r, 'cache-control': 'no-store' } };
+  }
+
+  async signOut(ctx: RequestContext): Promise<Respond> {
+    const p = ctx.provider;
+    const session = ctx.session;
+    if (readCookie(ctx.headers.cookie, p.cookieName) !== undefined) addCookie(ctx, clearCookie(p.cookieName, p.cookieSuffix));
+    if (!session) {
+      return page({
+        status: 200,
+        title: 'Signed out',
+        message: 'You are not signed in to this application.',
+        requestId: ctx.requestId,
+        wantsJson: ctx.wantsJson,
+        code: 'auth.signed_out',
+        link: { href: p.externalBase + '/', text: 'Sign in again' },
+      });
+    }
+    const ended = await this.store.deleteUser(session.userKey);
+    this.log.info({ provider: p.name, user: userTag(session.userKey), sessions: ended, requestId: ctx.requestId }, 'signed out: all sessions of the user ended');
+    let location = p.postLogoutUrl;
+    try {
+      await p.oidc.ready();
+      location = p.oidc.endSessionUrl({ idTokenHint: session.idToken, postLogoutRedirectUri: p.postLogoutUrl })?.href ?? location;
+    } catch {
+      // The IdP is unreachable: the outpost's sessions are ended all the same.
+    }
+    return { kind: 'respond', status: 302, headers: { location, 'cache-control': 'no-store' } };
+  }
+
+  private readFlows(ctx: RequestContext, now: number): Flow[] {
+    const raw = readCookie(ctx.headers.cookie, ctx.provider.flowCookieName);
+    if (raw === undefined) return [];
+    const data = ctx.provider.flowCodec.decode(safeDecode(raw));
+    const list = data && Array.isArray(data.f) ? (data.f as Flow[]) : [];
+    return list.filter((f) => f && typeof f.i === 'string' && typeof f.v === 'string' && typeof f.n === 'string' && typeof f.e === 'number' && f.e > now);
+  }
+
+  private failure(ctx: RequestContext, err: unknown): Respond {
+    if (err instanceof OidcError) {
+      this.log.warn({ provider: ctx.provider.name, code: err.code, detail: err.message, requestId: ctx.requestId }, 'login failed');
+      return page({
+        status: err.status,
+        title: 'Login could not be completed',
+        message: err.message,
+        requestId: ctx.requestId,
+        wantsJson: ctx.wantsJson,
+        code: err.code,
+        link: { href: ctx.provider.externalBase + '/', text: 'Try again' },
+      });
+    }
+    throw err;
+  }
+}
+
+export function addCookie(ctx: RequestContext, cookie: string): void {
+  if (ctx.setCookies === null) ctx.setCookies = [cookie];
+  else ctx.setCookies.push(cookie);
+}
+
+export function safeDecode(v: string): string {
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    return '';
+  }
+}
+
+function plainHeaders(h: RequestContext['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || k === 'cookie' || k === 'authorization') continue;
+    out[k] = Array.isArray(v) ? v.join(', ') : v;
+  }
+  return out;
+}

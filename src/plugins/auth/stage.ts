@@ -1,0 +1,85 @@
+// The auth stage: finds who the user is from the provider's session cookie, or decides the
+// request is anonymous. It rejects nothing by itself; a bad, tampered, foreign or expired
+// cookie is exactly "no cookie" (and is cleared). It also runs the login endpoints.
+import { inject, injectable } from 'tsyringe';
+import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
+import { PROVIDERS, SESSION_STORE, LOGGER } from '../../pipeline/tokens.js';
+import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
+import type { SessionRecord, SessionStore } from '../../sessions/store.js';
+import type { Logger } from '../../pipeline/logger.js';
+import { isPromise } from '../../pipeline/chain.js';
+import { clearCookie, readCookie } from '../../http/cookies.js';
+import { LoginFlow, addCookie, safeDecode } from './login.js';
+
+/** Decoded cookie → session id, so that a returning cookie skips the decryption. Bounded. */
+const ID_CACHE_LIMIT = 50_000;
+
+@injectable()
+export class AuthStage implements Stage {
+  readonly name = 'auth';
+  readonly login: LoginFlow;
+  private readonly idCache = new Map<string, string>();
+
+  constructor(
+    @inject(PROVIDERS) providers: ProviderRegistry,
+    @inject(SESSION_STORE) private readonly store: SessionStore,
+    @inject(LOGGER) log: Logger,
+  ) {
+    this.login = new LoginFlow(providers.all, store, log.child({ stage: 'auth' }));
+  }
+
+  run(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
+    const found = this.lookup(ctx);
+    if (isPromise(found)) return found.then((s) => this.afterLookup(ctx, s));
+    return this.afterLookup(ctx, found);
+  }
+
+  private afterLookup(ctx: RequestContext, session: SessionRecord | undefined): StageOutcome | Promise<StageOutcome> {
+    if (session !== undefined) ctx.session = session;
+    switch (ctx.action) {
+      case 'request':
+        return CONTINUE;
+      case 'start':
+        return this.login.start(ctx);
+      case 'callback':
+        return this.login.callback(ctx);
+      case 'sign_out':
+        return this.login.signOut(ctx);
+    }
+  }
+
+  /** The live session of this request's provider, or undefined (clearing a cookie that names none). */
+  lookup(ctx: RequestContext): SessionRecord | undefined | Promise<SessionRecord | undefined> {
+    const p = ctx.provider;
+    const raw = readCookie(ctx.headers.cookie, p.cookieName);
+    if (raw === undefined || raw === '') return undefined;
+    const id = this.sessionIdOf(p, raw);
+    if (id === undefined) return this.reject(ctx);
+    const found = this.store.get(id);
+    if (isPromise(found)) return found.then((r) => this.accept(ctx, r));
+    return this.accept(ctx, found);
+  }
+
+  private accept(ctx: RequestContext, r: SessionRecord | undefined): SessionRecord | undefined {
+    if (r === undefined || r.provider !== ctx.provider.name || r.expiresAt <= Date.now()) return this.reject(ctx);
+    return r;
+  }
+
+  private reject(ctx: RequestContext): undefined {
+    addCookie(ctx, clearCookie(ctx.provider.cookieName, ctx.provider.cookieSuffix));
+    return undefined;
+  }
+
+  private sessionIdOf(p: ProviderRuntime, raw: string): string | undefined {
+    const key = p.index + '|' + raw;
+    const cached = this.idCache.get(key);
+    if (cached !== undefined) return cached;
+    const data = p.sessionCodec.decode(safeDecode(raw));
+    const id = data && typeof data.s === 'string' ? data.s : undefined;
+    if (id !== undefined) {
+      if (this.idCache.size >= ID_CACHE_LIMIT) this.idCache.clear();
+      this.idCache.set(key, id);
+    }
+    return id;
+  }
+}

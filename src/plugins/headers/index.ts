@@ -1,0 +1,9 @@
+import { defineStage } from '../../pipeline/contract.js';
+import { HeadersStage } from './stage.js';
+
+/** `headers`: identity headers and the sanitized upstream header set. No options. */
+export const headersStage = defineStage<Record<string, never>>({
+  name: 'headers',
+  create: (container) => container.resolve(HeadersStage),
+});
+export { HeadersStage };

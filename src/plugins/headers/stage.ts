@@ -1,0 +1,147 @@
+// The header stage: the identity headers of the session (X-authentik-*, basic auth,
+// additionalHeaders) and, in proxy mode, the whole header set sent upstream — with every
+// client-sent copy of a header Portcullis emits removed, in any case and with `_` for `-`,
+// on authenticated and allowlisted requests alike.
+import { inject, injectable } from 'tsyringe';
+import { CONTINUE, type HeaderMap, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
+import { CONFIG, PROVIDERS, VERSION } from '../../pipeline/tokens.js';
+import type { PortcullisConfig } from '../../config/schema.js';
+import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
+import type { SessionRecord } from '../../sessions/store.js';
+import { withoutCookies } from '../../http/cookies.js';
+
+/** Headers a client may never set for the upstream (normalized: lower case, `_` → `-`). */
+const RESERVED = new Set([
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-uri',
+  'x-forwarded-method',
+  'x-forwarded-server',
+  'x-original-url',
+  'x-original-uri',
+  'x-real-ip',
+  'forwarded',
+]);
+const IDENTITY_PREFIX = 'x-authentik-';
+/** Hop-by-hop headers (RFC 9110 §7.6.1) and `host`, which the upstream stage sets. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+
+export interface HeaderPolicy {
+  readonly outpostName: string;
+  readonly version: string;
+}
+
+/** The identity headers of a session, as [name, value] pairs (names lower case). */
+export function buildIdentityHeaders(session: SessionRecord, p: ProviderRuntime, policy: HeaderPolicy): [string, string][] {
+  const c = session.claims;
+  const out: [string, string][] = [
+    ['x-authentik-username', headerValue(c.preferred_username)],
+    ['x-authentik-groups', joinList(c.groups)],
+    ['x-authentik-entitlements', joinList(c.entitlements)],
+    ['x-authentik-email', headerValue(c.email)],
+    ['x-authentik-name', headerValue(c.name)],
+    ['x-authentik-uid', headerValue(c.sub)],
+    ['x-authentik-jwt', session.accessToken ?? session.idToken],
+    ['x-authentik-meta-jwks', p.oidc.jwksUri],
+    ['x-authentik-meta-outpost', headerValue(policy.outpostName)],
+    ['x-authentik-meta-provider', headerValue(p.name)],
+    ['x-authentik-meta-app', headerValue(p.slug)],
+    ['x-authentik-meta-version', policy.version],
+  ];
+  if (p.config.basic_auth_enabled) {
+    const attrs = (c.ak_proxy?.user_attributes ?? {}) as Record<string, unknown>;
+    const password = attrs[p.config.basic_auth_password_attribute];
+    if (typeof password === 'string' && password !== '') {
+      const userAttr = p.config.basic_auth_user_attribute ? attrs[p.config.basic_auth_user_attribute] : undefined;
+      const user = typeof userAttr === 'string' && userAttr !== '' ? userAttr : headerValue(c.email);
+      out.push(['authorization', 'Basic ' + Buffer.from(`${user}:${password}`, 'utf8').toString('base64')]);
+    }
+  }
+  for (const [name, value] of session.proxy?.additionalHeaders ?? []) {
+    const existing = out.findIndex(([n]) => n === name);
+    if (existing === -1) out.push([name, headerValue(value)]);
+    else out[existing] = [name, headerValue(value)];
+  }
+  return out;
+}
+
+/** A claim as a header value: control characters removed, UTF-8 sent as bytes (as Go does). */
+export function headerValue(v: unknown): string {
+  if (v === undefined || v === null) return '';
+  let s = typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : '';
+  if (/[\x00-\x1f\x7f]/.test(s)) s = s.replace(/[\x00-\x1f\x7f]/g, '');
+  if (/[^\x20-\x7e]/.test(s)) s = Buffer.from(s, 'utf8').toString('latin1');
+  return s;
+}
+
+function joinList(v: unknown): string {
+  if (!Array.isArray(v)) return '';
+  return headerValue(v.filter((x) => typeof x === 'string').join('|'));
+}
+
+@injectable()
+export class HeadersStage implements Stage {
+  readonly name = 'headers';
+  private readonly policy: HeaderPolicy;
+  /** Identity headers per session, built on first use: claims do not change during a session. */
+  private readonly cache = new WeakMap<SessionRecord, { pairs: [string, string][]; map: HeaderMap; names: Set<string> }>();
+  private readonly ownCookies: string[][];
+  private readonly stripAuthorization: boolean[];
+
+  constructor(@inject(CONFIG) config: PortcullisConfig, @inject(PROVIDERS) providers: ProviderRegistry, @inject(VERSION) version: string) {
+    this.policy = { outpostName: config.outpost.name, version: `portcullis/${version}` };
+    this.ownCookies = providers.all.map((p) => [p.cookieName, p.flowCookieName]);
+    this.stripAuthorization = providers.all.map((p) => p.config.basic_auth_enabled);
+  }
+
+  run(ctx: RequestContext): StageOutcome {
+    const identity = ctx.session === null ? null : this.identityOf(ctx.session, ctx.provider);
+    ctx.identityHeaders = identity === null ? null : identity.map;
+    if (ctx.entry === 'proxy') ctx.upstreamHeaders = this.upstreamHeaders(ctx, identity);
+    return CONTINUE;
+  }
+
+  private identityOf(session: SessionRecord, p: ProviderRuntime) {
+    let entry = this.cache.get(session);
+    if (entry === undefined) {
+      const pairs = buildIdentityHeaders(session, p, this.policy);
+      const map: HeaderMap = {};
+      for (const [n, v] of pairs) map[n] = v;
+      entry = { pairs, map, names: new Set(pairs.map(([n]) => n)) };
+      this.cache.set(session, entry);
+    }
+    return entry;
+  }
+
+  private upstreamHeaders(ctx: RequestContext, identity: { pairs: [string, string][]; names: Set<string> } | null): HeaderMap {
+    const src = ctx.headers;
+    const out: HeaderMap = {};
+    const connectionListed = src.connection ? src.connection.toLowerCase().split(',').map((s) => s.trim()) : null;
+    const stripAuth = this.stripAuthorization[ctx.provider.index]!;
+    for (const name in src) {
+      const value = src[name];
+      if (value === undefined) continue;
+      const norm = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
+      if (HOP_BY_HOP.has(norm) || RESERVED.has(norm) || norm.startsWith(IDENTITY_PREFIX)) continue;
+      if (connectionListed !== null && connectionListed.includes(norm)) continue;
+      if (identity !== null && identity.names.has(norm)) continue;
+      if (norm === 'authorization' && stripAuth) continue;
+      if (norm !== name) continue; // an underscore spelling of anything is dropped: some servers fold it into `-`
+      if (name === 'cookie') {
+        const rest = withoutCookies(value as string, this.ownCookies[ctx.provider.index]!);
+        if (rest !== undefined) out.cookie = rest;
+        continue;
+      }
+      out[name] = Array.isArray(value) ? value.join(', ') : value;
+    }
+    const xff = ctx.peerTrusted ? src['x-forwarded-for'] : undefined;
+    out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${ctx.peerIp}` : ctx.peerIp;
+    out['x-forwarded-proto'] = ctx.target.scheme;
+    out['x-forwarded-host'] = ctx.target.host;
+    if (identity !== null) for (const [n, v] of identity.pairs) out[n] = v;
+    return out;
+  }
+}

@@ -1,0 +1,9 @@
+import { defineStage } from '../../pipeline/contract.js';
+import { MappingsStage } from './stage.js';
+
+/** `mappings`: access rules over the session's claims (mappings themselves run at login). No options. */
+export const mappingsStage = defineStage<Record<string, never>>({
+  name: 'mappings',
+  create: (container) => container.resolve(MappingsStage),
+});
+export { MappingsStage };

@@ -1,0 +1,42 @@
+// The mappings stage: what the user's claims decide for this request. Scope mappings were
+// evaluated once at login (see the auth stage); here only the provider's access rules run,
+// against the session's claims — a request they refuse gets 403 (in forward auth, a 403 to the
+// reverse proxy, which avoids redirect loops).
+import { inject, injectable } from 'tsyringe';
+import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
+import { PROVIDERS, LOGGER } from '../../pipeline/tokens.js';
+import type { ProviderRegistry } from '../../config/provider.js';
+import type { Logger } from '../../pipeline/logger.js';
+import { compileAccessRules, type CompiledAccessRules } from '../../mappings/index.js';
+import { page } from '../../http/pages.js';
+import { userTag } from '../../sessions/embedded-store.js';
+
+@injectable()
+export class MappingsStage implements Stage {
+  readonly name = 'mappings';
+  private readonly rules: (CompiledAccessRules | null)[];
+
+  constructor(
+    @inject(PROVIDERS) providers: ProviderRegistry,
+    @inject(LOGGER) private readonly log: Logger,
+  ) {
+    this.rules = providers.all.map((p) => (p.config.access_rules.length > 0 ? compileAccessRules(p.config.access_rules) : null));
+  }
+
+  run(ctx: RequestContext): StageOutcome {
+    const rules = this.rules[ctx.provider.index];
+    // Anonymous requests here are on unauthenticated paths: public by definition.
+    if (rules === null || rules === undefined || ctx.session === null) return CONTINUE;
+    const verdict = rules.check(ctx.target.path, ctx.session.claims);
+    if (verdict.allowed) return CONTINUE;
+    this.log.info({ provider: ctx.provider.name, rule: verdict.rule, user: userTag(ctx.session.userKey), path: ctx.target.path, requestId: ctx.requestId }, 'access rule denied the request');
+    return page({
+      status: 403,
+      title: 'Access denied',
+      message: `You are signed in, but the access rule "${verdict.rule}" does not allow you to open this page.`,
+      requestId: ctx.requestId,
+      wantsJson: ctx.wantsJson,
+      code: 'access.denied',
+    });
+  }
+}
