@@ -68,17 +68,3 @@ test('compile errors: syntax with position, non-bool result, bad path regex, no 
   assert.throws(() => compileAccessRules([{ when: 'true', paths: ['(a)\\1'] }]), (err: unknown) => err instanceof MappingCompileError && err.mapping === 'access_rules[0]' && /paths\[0\]/.test(err.detail));
   assert.throws(() => compileAccessRules([{ name: 'r', when: 'request.path == "/"' }]), MappingCompileError);
 });
-
-test('check stays cheap on the hot path', () => {
-  const rules = compileAccessRules([
-    { name: 'admins only', paths: ['^/admin(/|$)'], when: '"admins" in claims.groups' },
-    { name: 'verified', when: 'claims.email_verified == true' },
-  ]);
-  const n = 100_000;
-  for (let i = 0; i < 10_000; i++) rules.check('/admin/x', admin);
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) rules.check('/admin/x', admin);
-  const perCall = Number(process.hrtime.bigint() - start) / n;
-  console.log(`# access rule check: ${perCall.toFixed(0)} ns per call (2 rules, both applicable)`);
-  assert.ok(perCall < 20_000, `check took ${perCall} ns`); // generous bound for slow CI; typical is well under 2 µs
-});
