@@ -1,0 +1,143 @@
+// A whole test deployment on loopback: a real OpenID Provider (oidc-provider), a real upstream,
+// and Portcullis itself built from a YAML config through the real loader.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { stringify } from 'yaml';
+import { pino } from 'pino';
+import { parseConfig } from '../../src/config/index.js';
+import { Outpost, type OutpostOptions } from '../../src/server/outpost.js';
+import { startIdentityProvider, DEMO_USERS, type IdpUser, type RunningIdp } from '../../src/demo/identity-provider.js';
+import { startUpstream, type RunningUpstream } from './upstream.js';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ProviderSpec {
+  name: string;
+  /** Host name of external_host (resolved to 127.0.0.1 by the test HTTP client). */
+  host: string;
+  mode?: 'proxy' | 'forward_single' | 'forward_domain';
+  /** Any other provider fields (skip_path_regex, cookie_domain, mappings, …). */
+  extra?: Record<string, unknown>;
+  /** Defaults to the stack's upstream in proxy mode. */
+  internal_host?: string;
+  /** Overrides external_host (e.g. a sub-path or another port). */
+  external_host?: string;
+}
+
+export interface StackOptions {
+  providers: ProviderSpec[];
+  users?: IdpUser[];
+  outpost?: Record<string, unknown>;
+  /** Reuse a journal file (restart tests). */
+  journal?: string;
+  /** Skip HTTPS (most tests). */
+  https?: boolean;
+  outpostOptions?: OutpostOptions;
+  /** Extra top-level config (e.g. `pipeline`). */
+  extraConfig?: Record<string, unknown>;
+  /** Port for Portcullis's HTTP listener (default: a free one). */
+  port?: number;
+}
+
+export interface Stack {
+  idp: RunningIdp;
+  upstream: RunningUpstream;
+  outpost: Outpost;
+  port: number;
+  httpsPort: number | null;
+  journal: string;
+  configYaml: string;
+  /** `http://<provider host>:<port><path>` */
+  url(host: string, path?: string): string;
+  /** Stop Portcullis only (IdP and upstream keep running). */
+  stopOutpost(): Promise<void>;
+  /** Start Portcullis again with the same config and journal. */
+  restartOutpost(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const quietLogger = () => pino({ level: process.env.PORTCULLIS_TEST_LOG ?? 'silent' });
+
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  const port = opts.port ?? (await freePort());
+  const httpsPort = opts.https ? await freePort() : null;
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-test-'));
+  const journal = opts.journal ?? join(dir, 'sessions.jsonl');
+  const upstream = await startUpstream({ name: 'upstream' });
+  const secrets = new Map(opts.providers.map((p) => [p.name, randomBytes(18).toString('base64url')]));
+  const externalOf = (p: ProviderSpec) => p.external_host ?? `http://${p.host}:${port}`;
+  const idp = await startIdentityProvider({
+    clients: opts.providers.map((p) => ({
+      client_id: `client-${p.name}`,
+      client_secret: secrets.get(p.name)!,
+      redirect_uris: [`${externalOf(p).replace(/\/$/, '')}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`],
+      post_logout_redirect_uris: [`${externalOf(p).replace(/\/$/, '')}/`],
+    })),
+    users: opts.users ?? DEMO_USERS,
+  });
+  const config = {
+    outpost: {
+      name: 'test outpost',
+      listeners: { http: `127.0.0.1:${port}`, https: httpsPort ? `127.0.0.1:${httpsPort}` : null },
+      session_store: { type: 'embedded', path: journal },
+      log_level: 'silent',
+      ...opts.outpost,
+    },
+    providers: opts.providers.map((p) => ({
+      name: p.name,
+      issuer: idp.issuer,
+      client_id: `client-${p.name}`,
+      client_secret: secrets.get(p.name)!,
+      cookie_secret: randomBytes(24).toString('base64url'),
+      external_host: externalOf(p),
+      mode: p.mode ?? 'proxy',
+      ...((p.mode ?? 'proxy') === 'proxy' ? { internal_host: p.internal_host ?? upstream.url } : {}),
+      ...p.extra,
+    })),
+    ...opts.extraConfig,
+  };
+  const configYaml = stringify(config);
+  let outpost: Outpost;
+  const start = async () => {
+    const parsed = parseConfig(configYaml, { source: 'test config', baseDir: dir });
+    outpost = await Outpost.create(parsed, { logger: quietLogger(), ...opts.outpostOptions });
+    await outpost.listen();
+  };
+  await start();
+  return {
+    idp,
+    upstream,
+    get outpost() {
+      return outpost;
+    },
+    port,
+    httpsPort,
+    journal,
+    configYaml,
+    url: (host, path = '/') => `http://${host}:${port}${path}`,
+    stopOutpost: async () => {
+      await outpost.close();
+    },
+    restartOutpost: async () => {
+      await start();
+    },
+    close: async () => {
+      await outpost.close().catch(() => undefined);
+      await upstream.close();
+      await idp.close();
+      if (!opts.journal) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
