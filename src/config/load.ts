@@ -149,6 +149,17 @@ function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[
   config.outpost.trusted_proxies.forEach((cidr, i) => {
     if (!isValidCidr(cidr)) report(['outpost', 'trusted_proxies', i], 'config.invalid_cidr', `"${cidr}" is not an IP address or CIDR`);
   });
+  // Connections to one origin share one pool and so one TLS setting: refuse contradictions.
+  const tlsByOrigin = new Map<string, { verify: boolean; index: number }>();
+  config.providers.forEach((p, i) => {
+    if (!p.internal_host) return;
+    const origin = new URL(p.internal_host).origin;
+    const seen = tlsByOrigin.get(origin);
+    if (seen && seen.verify !== p.internal_host_ssl_validation) {
+      report(['providers', i, 'internal_host_ssl_validation'], 'config.conflicting_tls', `providers[${seen.index}] uses the same internal_host origin (${origin}) with internal_host_ssl_validation ${seen.verify}; connections to one origin share one TLS setting`);
+    }
+    if (!seen) tlsByOrigin.set(origin, { verify: p.internal_host_ssl_validation, index: i });
+  });
   const hosts = new Map<string, number>();
   const names = new Map<string, number>();
   config.providers.forEach((p, i) => {

@@ -39,10 +39,11 @@ export async function registerUpstream(scope: FastifyInstance, stage: UpstreamSt
     prefix: '/',
     websocket: true,
     undici: dispatcher as unknown as object,
-    timeout: stage.transport.timeoutSeconds * 1000,
     // reply-from retries GETs on 503 by default; a proxy in front of an app should not.
     maxRetriesOn503: 0,
     replyOptions: {
+      // Per call (reply-from reads it from the reply options): headers and body inactivity.
+      timeout: stage.transport.timeoutSeconds * 1000,
       getUpstream: (request: FastifyRequest) => request.portcullis!.upstream!.origin,
       rewriteRequestHeaders: (request: FastifyRequest) => request.portcullis!.upstreamHeaders as IncomingHttpHeaders,
       rewriteHeaders: (headers: Record<string, string | string[] | undefined>, request: FastifyRequest) => {
