@@ -79,7 +79,7 @@ describe('login', () => {
   });
 
   test('API clients get 401 JSON instead of a redirect', async () => {
-    for (const headers of [{ accept: 'application/json' }, { 'x-requested-with': 'XMLHttpRequest' }]) {
+    for (const headers of [{ accept: 'application/json' }, { 'x-requested-with': 'XMLHttpRequest' }] as Record<string, string>[]) {
       const res = await httpGet(stack.url(APP, '/api/items'), { headers });
       assert.equal(res.status, 401);
       assert.match(String(res.headers['content-type']), /application\/json/);
