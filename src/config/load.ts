@@ -91,7 +91,8 @@ export function parseConfig(text: string, opts: ParseOptions = {}): PortcullisCo
     throw new ConfigError(
       source,
       doc.errors.map((e) => {
-        const pos = e.linePos?.[0];
+        // Without prettyErrors, yaml gives only the offset: the line comes from the counter.
+        const pos = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0]);
         return { code: 'config.yaml_syntax', field: '', message: e.message.split('\n')[0] ?? e.message, line: pos?.line, column: pos?.col };
       }),
     );
@@ -290,8 +291,22 @@ function fieldName(path: (string | number)[]): string {
 function dedupeErrors(errors: ErrorObject[]): ErrorObject[] {
   const seen = new Set<string>();
   const out: ErrorObject[] = [];
+  // A union of literals (mode, log_level, …) fails once per literal: say it once, with the choices.
+  const constants = new Map<string, ErrorObject>();
+  for (const e of errors) {
+    if (e.keyword !== 'const') continue;
+    const allowed = JSON.stringify((e.params as { allowedValue: unknown }).allowedValue);
+    const merged = constants.get(e.instancePath);
+    if (merged) merged.message += `, ${allowed}`;
+    else constants.set(e.instancePath, { ...e, message: `must be one of ${allowed}` });
+  }
   for (const e of errors) {
     if (e.keyword === 'anyOf' || e.keyword === 'oneOf') continue;
+    if (e.keyword === 'const') {
+      const merged = constants.get(e.instancePath);
+      if (merged && !out.includes(merged)) out.push(merged);
+      continue;
+    }
     const key = `${e.instancePath}|${e.keyword}|${JSON.stringify(e.params)}`;
     if (seen.has(key)) continue;
     seen.add(key);

@@ -71,6 +71,7 @@ export function normalizePath(rawPath: string): string {
     } else if (c > 0x7e) {
       // Non-ASCII: percent-encode as UTF-8 so the upstream and the regexes see one spelling.
       const cp = rawPath.codePointAt(i)!;
+      if (cp >= 0xd800 && cp <= 0xdfff) throw new TargetError('invalid character in path');
       const ch = String.fromCodePoint(cp);
       decoded += encodeURIComponent(ch);
       i += ch.length - 1;
@@ -113,15 +114,21 @@ function assertNoHiddenDotSegment(seg: string): void {
   }
 }
 
+const HOST_RE = /^(\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+,;=-]+)(?::(\d{1,5}))?$/;
+
 /** Lower-cases a Host value and drops the scheme's default port. Returns '' when invalid. */
 export function normalizeHost(host: string | undefined, scheme: 'http' | 'https'): string {
   if (!host) return '';
-  let h = host.trim().toLowerCase();
-  if (!/^(\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+,;=-]+)(:\d{1,5})?$/.test(h)) return '';
-  if (h.endsWith('.') ) h = h.slice(0, -1);
-  if (scheme === 'http' && h.endsWith(':80')) return h.slice(0, -3);
-  if (scheme === 'https' && h.endsWith(':443')) return h.slice(0, -4);
-  return h;
+  const m = HOST_RE.exec(host.trim().toLowerCase());
+  if (!m) return '';
+  // A fully qualified name's trailing dot is dropped, with or without a port.
+  const name = m[1]!.endsWith('.') ? m[1]!.slice(0, -1) : m[1]!;
+  if (!name) return '';
+  if (m[2] === undefined) return name;
+  const port = Number(m[2]);
+  if (port > 65535) return '';
+  if ((scheme === 'http' && port === 80) || (scheme === 'https' && port === 443)) return name;
+  return `${name}:${port}`;
 }
 
 /** The hostname part of a normalized host (no port, no brackets kept for IPv6). */
