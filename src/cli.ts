@@ -55,6 +55,17 @@ async function main(): Promise<number> {
     throw err;
   }
   if (values.check) {
+    // Build the pipeline too (stage modules, their options), without contacting anything.
+    try {
+      const probe = await Outpost.create(config, { checkOnly: true, logger: (await import('pino')).pino({ level: 'silent' }) });
+      await probe.close();
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        console.error(err.message);
+        return 1;
+      }
+      throw err;
+    }
     console.log(`${values.config}: OK (${config.providers.length} provider${config.providers.length === 1 ? '' : 's'})`);
     return 0;
   }

@@ -129,6 +129,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): PortcullisCo
     providers: config.providers as ProviderConfig[],
     pipeline: config.pipeline,
     baseDir,
+    source,
   };
   full.outpost.listeners.http = full.outpost.listeners.http === undefined ? '0.0.0.0:9000' : full.outpost.listeners.http;
   full.outpost.listeners.https = full.outpost.listeners.https === undefined ? '0.0.0.0:9443' : full.outpost.listeners.https;

@@ -135,4 +135,6 @@ export interface PortcullisConfig {
   pipeline?: StageEntry[];
   /** Where the file was read from (for relative paths), or null for in-memory configs. */
   baseDir: string;
+  /** The file's name, for error messages. */
+  source?: string;
 }

@@ -32,6 +32,8 @@ export interface OutpostOptions {
   store?: SessionStore;
   /** Extra stages a program embedding Portcullis registers before the chain is built. */
   registry?: StageRegistry;
+  /** Build everything (stages, options) but contact nothing: `portcullis --check`. */
+  checkOnly?: boolean;
 }
 
 const kTargetError = Symbol('portcullis.targetError');
@@ -55,6 +57,7 @@ export class Outpost {
     const providers = await buildProviders(config, logger);
     const store =
       opts.store ??
+      (opts.checkOnly ? new EmbeddedSessionStore({ path: null, keys: new Map(), log: logger }) : undefined) ??
       new EmbeddedSessionStore({
         path: resolve(config.baseDir, config.outpost.session_store.path),
         keys: new Map(config.providers.map((p) => [p.name, deriveKey(p.cookie_secret, `journal:${p.client_id}`)])),
@@ -71,13 +74,19 @@ export class Outpost {
 
     const registry = opts.registry ?? new StageRegistry();
     for (const def of builtInStages) if (!registry.get(def.name)) registry.register(def);
-    const stages = await buildChain(config.pipeline ?? DEFAULT_CHAIN, registry, container, config.baseDir);
+    let stages: BuiltStage[];
+    try {
+      stages = await buildChain(config.pipeline ?? DEFAULT_CHAIN, registry, container, config.baseDir, config.source);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
 
     const contexts = new ContextFactory(providers, config.outpost.trusted_proxies);
     for (const entry of builtInEntries as EntryResolver[]) contexts.addEntry(entry);
     // Discovery in the background: the first login should not wait for it, and an IdP that is
     // down at start-up must not stop the outpost (logins get 503 until it answers).
-    for (const p of providers.all) p.oidc.ready().catch(() => undefined);
+    if (!opts.checkOnly) for (const p of providers.all) p.oidc.ready().catch(() => undefined);
     return new Outpost(config, container, providers, store, stages, contexts, log);
   }
 

@@ -103,3 +103,28 @@ test('a missing file: non-zero exit naming the file', async () => {
   assert.match(run.stderr, /absent\.yaml: 1 configuration error/);
   assert.match(run.stderr, /config\.unreadable/);
 });
+
+test('the pipeline is built too: an unknown stage or bad stage options fail the check', async () => {
+  const unknown = write('stage.yaml', provider(`pipeline:
+  - stage: auth
+  - stage: no-such-stage
+  - stage: allowlist
+  - stage: headers
+  - stage: upstream
+`));
+  const run = await check(unknown, { DEMO_CLIENT_SECRET: 'x' });
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /stage\.yaml: 1 configuration error/);
+  assert.match(run.stderr, /pipeline\[1\]\.stage: stage "no-such-stage" is neither a built-in stage \(auth, allowlist, mappings, headers, forward, upstream\)/);
+  const badOptions = write('options.yaml', provider(`pipeline:
+  - stage: auth
+  - stage: ${join(root, 'examples/client-ip-allowlist/index.ts')}
+    options: { allow: 5 }
+  - stage: allowlist
+  - stage: headers
+  - stage: upstream
+`));
+  const run2 = await check(badOptions, { DEMO_CLIENT_SECRET: 'x' });
+  assert.equal(run2.code, 1);
+  assert.match(run2.stderr, /pipeline\[1\]\.options/);
+});
