@@ -47,7 +47,7 @@ export async function buildTls(certs: { cert: string; key: string }[], baseDir: 
         if (n.startsWith('*.') && name.endsWith(n.slice(1)) && name.indexOf('.') === name.length - n.length + 1) return c.context;
       }
     }
-    return loaded.length === 1 ? loaded[0]!.context : fallback;
+    return fallback;
   };
   return {
     serverOptions: {

@@ -3,6 +3,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { startStack, type Stack } from '../support/stack.js';
@@ -15,8 +19,13 @@ let tlsUpstream: RunningUpstream;
 let closedPort: number;
 const logLines: string[] = [];
 
+const certDir = mkdtempSync(join(tmpdir(), 'portcullis-certs-'));
+
 before(async () => {
   closedPort = await startClosedPort();
+  const appCert = await selfSignedCert(['app.localtest']);
+  writeFileSync(join(certDir, 'app.crt'), appCert.cert);
+  writeFileSync(join(certDir, 'app.key'), appCert.key);
   tlsUpstream = await startUpstream({ name: 'tls', tls: await selfSignedCert(['127.0.0.1', 'localhost']) });
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -26,7 +35,11 @@ before(async () => {
   });
   stack = await startStack({
     https: true,
-    outpost: { upstream_timeout: 1, trusted_proxies: ['127.0.0.2/32'] },
+    outpost: {
+      upstream_timeout: 1,
+      trusted_proxies: ['127.0.0.2/32'],
+      tls: { certificates: [{ cert: join(certDir, 'app.crt'), key: join(certDir, 'app.key') }] },
+    },
     outpostOptions: { logger: pino({ level: 'debug' }, sink) },
     providers: [
       { name: 'app', host: 'app.localtest' },
@@ -39,6 +52,7 @@ before(async () => {
 after(async () => {
   await stack.close();
   await tlsUpstream.close();
+  rmSync(certDir, { recursive: true, force: true });
 });
 
 async function login(host: string): Promise<CookieJar> {
@@ -109,6 +123,20 @@ test('the HTTPS listener serves the same outpost, with a generated certificate',
   // external_host is http://app.localtest:PORT, so the https host:port is another host: 400.
   const other = await httpGet(`https://app.localtest:${stack.httpsPort}/`);
   assert.equal(other.status, 400);
+});
+
+test('HTTPS certificates are chosen by SNI; other names get the generated one', async () => {
+  const altNameFor = (servername: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: stack.httpsPort!, servername, rejectUnauthorized: false }, () => {
+        const alt = socket.getPeerCertificate().subjectaltname ?? '';
+        socket.end();
+        resolve(alt);
+      });
+      socket.on('error', reject);
+    });
+  assert.equal(await altNameFor('app.localtest'), 'DNS:app.localtest', 'the configured certificate');
+  assert.match(await altNameFor('other.localtest'), /^DNS:localhost, /, 'the generated certificate');
 });
 
 test('X-Forwarded-* are honoured only from trusted_proxies', async () => {
