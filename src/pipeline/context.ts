@@ -42,6 +42,12 @@ export interface OriginalRequest {
 export interface PeerView {
   readonly peerIp: string;
   readonly peerTrusted: boolean;
+  /**
+   * Whether this peer's forwarded headers are believed by a forward-auth endpoint: it is in
+   * `trusted_proxies`, or — only while that list is empty — it is a loopback address (a reverse
+   * proxy on the same host works out of the box; remote peers never do unless listed).
+   */
+  readonly forwardTrusted: boolean;
   readonly requestId: string;
   readonly wantsJson: boolean;
 }
@@ -53,8 +59,12 @@ const ACTIONS: Record<string, Action> = {
 };
 const SIGNATURE = /(?:^|&)x-authentik-(auth-callback|logout)=true(?:&|$)/i;
 
+const isLoopback = proxyaddr.compile('loopback');
+
 export class ContextFactory {
   private readonly trust: (addr: string, i: number) => boolean;
+  /** `trusted_proxies` is empty: forward-auth endpoints accept loopback peers. */
+  private readonly loopbackDefault: boolean;
   private readonly exactEntries = new Map<string, EntryResolver>();
   private readonly prefixEntries: EntryResolver[] = [];
 
@@ -63,6 +73,7 @@ export class ContextFactory {
     trustedProxies: readonly string[],
   ) {
     this.trust = proxyaddr.compile([...trustedProxies]);
+    this.loopbackDefault = trustedProxies.length === 0;
   }
 
   addEntry(resolver: EntryResolver): void {
@@ -80,7 +91,7 @@ export class ContextFactory {
     const peerIp = req.socket.remoteAddress ?? '';
     const peerTrusted = peerIp !== '' && this.trust(peerIp, 0);
     const json = wantsJson(headers.accept, headers['x-requested-with']);
-    const view: PeerView = { peerIp, peerTrusted, requestId, wantsJson: json };
+    const view: PeerView = { peerIp, peerTrusted, forwardTrusted: peerTrusted, requestId, wantsJson: json };
 
     let split: { path: string; query: string };
     try {
@@ -96,7 +107,8 @@ export class ContextFactory {
     let target = split;
     const resolver = this.entryFor(split.path);
     if (resolver) {
-      const original = resolver.extract(req, view, split.path);
+      const forwardTrusted = peerTrusted || (this.loopbackDefault && peerIp !== '' && isLoopback(peerIp, 0));
+      const original = resolver.extract(req, forwardTrusted === peerTrusted ? view : { ...view, forwardTrusted }, split.path);
       if ('kind' in original) return original;
       entry = resolver.entry;
       method = original.method;
@@ -146,6 +158,19 @@ export class ContextFactory {
     if (action === 'request' && target.query.length > 20) {
       const m = SIGNATURE.exec(target.query);
       if (m) action = m[1]!.toLowerCase() === 'logout' ? 'sign_out' : 'callback';
+    }
+    // A forward-mode provider has no upstream: on its hosts Portcullis serves only the login
+    // endpoints (start, callback, sign_out) and the forward-auth endpoints. Anything else was
+    // routed here by mistake (or sent to Portcullis directly) and is never proxied.
+    if (entry === 'proxy' && action === 'request' && provider.mode !== 'proxy') {
+      return page({
+        status: 404,
+        title: 'Not found',
+        message: `The provider "${provider.name}" is in ${provider.mode} mode: Portcullis answers only ${OUTPOST_PREFIX}/start, /callback, /sign_out and the forward-auth endpoints ${OUTPOST_PREFIX}/auth/{nginx,traefik,caddy,envoy} here, and proxies nothing. Route the application's other paths to the application itself.`,
+        requestId,
+        wantsJson: json,
+        code: 'routing.forward_mode_no_upstream',
+      });
     }
 
     const clientIp = peerTrusted ? proxyaddr(req as unknown as Parameters<typeof proxyaddr>[0], this.trust) : peerIp;

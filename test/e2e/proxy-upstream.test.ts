@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { generate as generateCert } from 'selfsigned';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { startStack, type Stack } from '../support/stack.js';
@@ -23,7 +24,11 @@ const certDir = mkdtempSync(join(tmpdir(), 'portcullis-certs-'));
 
 before(async () => {
   closedPort = await startClosedPort();
-  const appCert = await selfSignedCert(['app.localtest']);
+  const appCert = await generateCert([{ name: 'commonName', value: 'app.localtest' }], {
+    keyType: 'ec',
+    algorithm: 'sha256',
+    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'app.localtest' }] }],
+  } as never).then((g) => ({ cert: g.cert, key: g.private }));
   writeFileSync(join(certDir, 'app.crt'), appCert.cert);
   writeFileSync(join(certDir, 'app.key'), appCert.key);
   tlsUpstream = await startUpstream({ name: 'tls', tls: await selfSignedCert(['127.0.0.1', 'localhost']) });

@@ -1,0 +1,284 @@
+// The forward-auth endpoints, called the way each reverse proxy calls them. Traefik and Envoy are
+// not packaged here, so their requests are reproduced with exactly the headers they send:
+//  - Traefik ForwardAuth: the original headers plus X-Forwarded-Proto, -Host, -Uri, -Method, -For;
+//  - Envoy ext_authz (HTTP service): the original method, path_prefix + original path and query,
+//    Host = the original :authority, plus the allowed headers (cookie, x-forwarded-proto).
+// nginx and Caddy are also run for real in forward-proxies.test.ts.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, type Stack } from '../support/stack.js';
+import { CookieJar, followRedirects, httpGet, isRedirect, loginThrough, parseForms, submitForm, type HttpResult } from '../support/browserless.js';
+import type { SessionRecord } from '../../src/sessions/store.js';
+
+let stack: Stack;
+let untrusted: Stack;
+const jar = new CookieJar();
+const ALICE = { username: 'alice', password: 'alice' };
+const APP = 'app.localtest';
+
+before(async () => {
+  stack = await startStack({
+    providers: [
+      { name: 'app', host: APP, mode: 'forward_single', extra: { skip_path_regex: '^/public(/|$)' } },
+      { name: 'dom', host: 'auth.d.localtest', mode: 'forward_domain', extra: { cookie_domain: 'd.localtest', skip_path_regex: '^http://pub\\.d\\.localtest(:\\d+)?/' } },
+    ],
+  });
+  // Loopback is trusted by default only while trusted_proxies is empty.
+  untrusted = await startStack({ providers: [{ name: 'app', host: APP, mode: 'forward_single' }], outpost: { trusted_proxies: ['10.9.9.9/32'] } });
+  const { final } = await loginThrough(stack.url(APP, '/outpost.goauthentik.io/start?rd=/'), ALICE, { jar });
+  assert.equal(final.status, 404, 'after login the browser lands on / of the app host, which Portcullis does not serve');
+});
+after(async () => {
+  await stack?.close();
+  await untrusted?.close();
+});
+
+const appHost = () => `${APP}:${stack.port}`;
+const cookieOf = (name = 'app') => {
+  const p = stack.outpost.providers.byName(name)!;
+  return `${p.cookieName}=${jar.get(p.cookieName, APP)}`;
+};
+
+type Kind = 'nginx' | 'traefik' | 'caddy' | 'envoy';
+/** One forward-auth check as `kind` sends it, for the original request `method scheme://host target`. */
+function check(kind: Kind, original: { host: string; target: string; method?: string; scheme?: string }, extra: Record<string, string> = {}, on: Stack = stack): Promise<HttpResult> {
+  const scheme = original.scheme ?? 'http';
+  const method = original.method ?? 'GET';
+  const base = `http://127.0.0.1:${on.port}`;
+  const headers: Record<string, string> = { 'user-agent': 'Mozilla/5.0 test', accept: 'text/html', ...extra };
+  switch (kind) {
+    case 'nginx':
+      return httpGet(`${base}/outpost.goauthentik.io/auth/nginx`, { headers: { host: original.host, 'x-original-url': `${scheme}://${original.host}${original.target}`, 'x-original-method': method, ...headers } });
+    case 'traefik':
+    case 'caddy':
+      return httpGet(`${base}/outpost.goauthentik.io/auth/${kind}${kind === 'caddy' ? query(original.target) : ''}`, {
+        method: 'GET',
+        headers: {
+          host: kind === 'caddy' ? original.host : `127.0.0.1:${on.port}`,
+          'x-forwarded-proto': scheme,
+          'x-forwarded-host': original.host,
+          'x-forwarded-uri': original.target,
+          'x-forwarded-method': method,
+          'x-forwarded-for': '192.0.2.7',
+          ...headers,
+        },
+      });
+    case 'envoy':
+      return httpGet(`${base}/outpost.goauthentik.io/auth/envoy${original.target}`, { method, headers: { host: original.host, 'x-forwarded-proto': scheme, ...headers } });
+  }
+}
+const query = (target: string) => (target.includes('?') ? target.slice(target.indexOf('?')) : '');
+const KINDS: Kind[] = ['nginx', 'traefik', 'caddy', 'envoy'];
+const identityNames = (res: HttpResult) => Object.keys(res.headers).filter((h) => h.toLowerCase().startsWith('x-authentik-'));
+
+describe('the table: authenticated, allowlisted, not authenticated', () => {
+  for (const kind of KINDS) {
+    test(`${kind}: authenticated → 200 with the identity headers`, async () => {
+      const res = await check(kind, { host: appHost(), target: '/private/x?y=1' }, { cookie: cookieOf() });
+      assert.equal(res.status, 200, res.body);
+      assert.equal(res.headers['x-authentik-username'], 'alice');
+      assert.equal(res.headers['x-authentik-groups'], 'admins|staff');
+      assert.equal(res.headers['x-authentik-meta-provider'], 'app');
+      assert.equal(res.headers['x-authentik-meta-outpost'], 'test outpost');
+      assert.equal(identityNames(res).length, 12);
+    });
+
+    test(`${kind}: allowlisted → 200 without identity headers`, async () => {
+      const res = await check(kind, { host: appHost(), target: '/public/page?q=1' });
+      assert.equal(res.status, 200);
+      assert.deepEqual(identityNames(res), []);
+    });
+
+    test(`${kind}: not authenticated → ${kind === 'nginx' ? '401' : '302 to start with the original URL'}`, async () => {
+      const res = await check(kind, { host: appHost(), target: '/private/x?y=1&z=2' });
+      if (kind === 'nginx') {
+        assert.equal(res.status, 401);
+        assert.equal(res.headers.location, undefined);
+      } else {
+        assert.equal(res.status, 302);
+        const loc = new URL(String(res.headers.location));
+        assert.equal(loc.origin + loc.pathname, `http://${appHost()}/outpost.goauthentik.io/start`);
+        assert.equal(loc.searchParams.get('rd'), `http://${appHost()}/private/x?y=1&z=2`);
+      }
+      assert.deepEqual(identityNames(res), []);
+    });
+
+    test(`${kind}: forward_domain — the provider is found by cookie domain; the challenge goes to the auth host`, async () => {
+      const pub = await check(kind, { host: `pub.d.localtest:${stack.port}`, target: '/anything' });
+      assert.equal(pub.status, 200);
+      assert.deepEqual(identityNames(pub), []);
+      const res = await check(kind, { host: `x.d.localtest:8443`, target: '/p?q=pub.d.localtest/', scheme: 'https' });
+      if (kind === 'nginx') assert.equal(res.status, 401);
+      else {
+        assert.equal(res.status, 302);
+        const loc = new URL(String(res.headers.location));
+        assert.equal(loc.origin, `http://auth.d.localtest:${stack.port}`);
+        assert.equal(loc.searchParams.get('rd'), 'https://x.d.localtest:8443/p?q=pub.d.localtest/');
+      }
+    });
+
+    test(`${kind}: a malformed, tampered, foreign, stale or expired session cookie is no cookie (CVE-2026-25748)`, async () => {
+      const p = stack.outpost.providers.byName('app')!;
+      const other = stack.outpost.providers.byName('dom')!;
+      const good = jar.get(p.cookieName, APP)!;
+      const expired: SessionRecord = {
+        id: 'expired-' + kind,
+        provider: 'app',
+        userKey: 'x',
+        createdAt: Date.now() - 7200_000,
+        expiresAt: Date.now() - 3600_000,
+        claims: { sub: 'alice', preferred_username: 'alice' } as SessionRecord['claims'],
+        idToken: 'x',
+      };
+      await stack.outpost.store.put(expired);
+      const values = [
+        'garbage',
+        '%E0%A4%A',
+        good.slice(0, 30) + (good[30] === 'A' ? 'B' : 'A') + good.slice(31),
+        good.slice(0, -4),
+        encodeURIComponent(other.sessionCodec.encode({ s: 'whatever' })),
+        encodeURIComponent(p.sessionCodec.encode({ s: 'no-such-session' })),
+        encodeURIComponent(p.sessionCodec.encode({ s: expired.id })),
+        encodeURIComponent(p.sessionCodec.encode({ x: 1 })),
+      ];
+      for (const v of values) {
+        const res = await check(kind, { host: appHost(), target: '/private' }, { cookie: `${p.cookieName}=${v}` });
+        assert.equal(res.status, kind === 'nginx' ? 401 : 302, `${v.slice(0, 16)}: ${res.status}`);
+        assert.deepEqual(identityNames(res), []);
+        // The bad cookie is cleared.
+        assert.match(String(res.headers['set-cookie']), new RegExp(`${p.cookieName}=;`));
+      }
+    });
+  }
+});
+
+describe('refusals', () => {
+  test('missing or unparsable forwarding headers → 400 naming the header, never 2xx', async () => {
+    const base = `http://127.0.0.1:${stack.port}/outpost.goauthentik.io/auth`;
+    const full = { 'x-forwarded-proto': 'http', 'x-forwarded-host': appHost(), 'x-forwarded-uri': '/public/x', 'x-forwarded-method': 'GET' };
+    for (const kind of ['traefik', 'caddy']) {
+      for (const [name, label] of [
+        ['x-forwarded-proto', 'X-Forwarded-Proto'],
+        ['x-forwarded-host', 'X-Forwarded-Host'],
+        ['x-forwarded-uri', 'X-Forwarded-Uri'],
+        ['x-forwarded-method', 'X-Forwarded-Method'],
+      ] as const) {
+        const headers: Record<string, string> = { ...full };
+        delete headers[name];
+        const res = await httpGet(`${base}/${kind}`, { headers });
+        assert.equal(res.status, 400, `${kind} without ${label}`);
+        assert.ok(res.body.includes(label), `${kind}: the message names ${label}: ${res.body}`);
+      }
+      for (const [name, value, label] of [
+        ['x-forwarded-proto', 'gopher', 'X-Forwarded-Proto'],
+        ['x-forwarded-host', 'a b', 'X-Forwarded-Host'],
+        ['x-forwarded-uri', 'public/x', 'X-Forwarded-Uri'],
+        ['x-forwarded-uri', '/public/../private', 'X-Forwarded-Uri'],
+        ['x-forwarded-method', 'G E T', 'X-Forwarded-Method'],
+      ] as const) {
+        const res = await httpGet(`${base}/${kind}`, { headers: { ...full, [name]: value } });
+        assert.equal(res.status, 400, `${kind} with ${label}: ${value}`);
+        assert.ok(res.body.includes(label));
+      }
+    }
+    const nginx = await httpGet(`${base}/nginx`, { headers: { host: appHost() } });
+    assert.equal(nginx.status, 400);
+    assert.match(nginx.body, /X-Original-URL/);
+    for (const bad of ['/relative', 'ftp://x/y', 'http:///nohost', `http://user@${appHost()}/public/`, `http://${appHost()}/public/%2e%2e/private`]) {
+      const res = await httpGet(`${base}/nginx`, { headers: { host: appHost(), 'x-original-url': bad } });
+      assert.equal(res.status, 400, bad);
+      assert.match(res.body, /X-Original-URL/);
+    }
+    // X-Original-URI with Host (the older nginx form).
+    const uri = await httpGet(`${base}/nginx`, { headers: { host: appHost(), 'x-original-uri': '/public/x?y=1' } });
+    assert.equal(uri.status, 200);
+    // … where a client's X-Forwarded-Host is not believed: the host is Host.
+    const spoofedHost = await httpGet(`${base}/nginx`, { headers: { host: appHost(), 'x-original-uri': '/anything', 'x-forwarded-host': `pub.d.localtest:${stack.port}` } });
+    assert.equal(spoofedHost.status, 401);
+  });
+
+  test('an untrusted peer is refused with 403 naming trusted_proxies, on every endpoint', async () => {
+    for (const kind of KINDS) {
+      const res = await check(kind, { host: `${APP}:${untrusted.port}`, target: '/x' }, {}, untrusted);
+      assert.equal(res.status, 403, kind);
+      assert.match(res.body, /trusted_proxies/);
+      assert.match(res.body, /127\.0\.0\.1/);
+    }
+  });
+
+  test('identity headers sent by the client, in any spelling, are refused', async () => {
+    for (const name of ['X-authentik-username', 'x_authentik_username', 'X-Authentik_Groups', 'x-authentik-meta-foo']) {
+      for (const kind of KINDS) {
+        const res = await check(kind, { host: appHost(), target: '/public/x' }, { cookie: cookieOf(), [name]: 'mallory' });
+        assert.equal(res.status, 403, `${kind} ${name}`);
+        assert.match(res.body, /X-authentik/i);
+      }
+    }
+  });
+
+  test('Portcullis proxies nothing for a forward-mode provider: other paths are 404', async () => {
+    for (const path of ['/', '/private', '/outpost.goauthentik.io/auth/unknown', '/outpost.goauthentik.io/authx']) {
+      const res = await httpGet(stack.url(APP, path), { jar });
+      assert.equal(res.status, 404, path);
+      assert.doesNotMatch(res.body, /"name":"upstream"/);
+    }
+    assert.equal(stack.upstream.requests.length, 0);
+  });
+
+  test('the forwarded target is normalized before the skip regex: encoded tricks do not match it', async () => {
+    for (const kind of ['traefik', 'nginx'] as const) {
+      for (const target of ['/private?/public/', '/private%2F/public/', '/private;/public/', '/private%23/public/', '//private//public/', '/%2e%2e/public/x']) {
+        const res = await check(kind, { host: appHost(), target });
+        assert.notEqual(res.status, 200, `${kind} ${target}`);
+      }
+    }
+  });
+});
+
+describe('login endpoints and signatures in the forwarded URL', () => {
+  test('nginx: the outpost endpoints themselves are let through (200) and signatures are not acted on', async () => {
+    const own = await check('nginx', { host: appHost(), target: '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&code=x' });
+    assert.equal(own.status, 200);
+    assert.deepEqual(identityNames(own), []);
+    // A logout signature on an ordinary path is an ordinary request for nginx (auth_request can't redirect).
+    const sig = await check('nginx', { host: appHost(), target: '/private?X-authentik-logout=true' }, { cookie: cookieOf() });
+    assert.equal(sig.status, 200);
+    assert.equal(sig.headers['x-authentik-username'], 'alice');
+    const anon = await check('nginx', { host: appHost(), target: '/private?X-authentik-logout=true' });
+    assert.equal(anon.status, 401);
+  });
+
+  test('traefik: the callback signature in the forwarded URL completes the login', async () => {
+    const own = new CookieJar();
+    // Anonymous → 302 to start → IdP login form.
+    const challenge = await check('traefik', { host: appHost(), target: '/after-login?k=v' });
+    assert.equal(challenge.status, 302);
+    const first = await followRedirects(String(challenge.headers.location), { jar: own });
+    const form = parseForms(first.final.body, first.final.url).find((f) => f.inputTypes.password?.length)!;
+    assert.ok(form, 'the IdP login form');
+    const posted = await submitForm(form, { [form.inputTypes.text?.[0] ?? 'login']: 'alice', [form.inputTypes.password![0]!]: 'alice' }, { jar: own });
+    assert.ok(isRedirect(posted));
+    const toCallback = await followRedirects(new URL(String(posted.headers.location), posted.url).href, {
+      jar: own,
+      stopWhen: (r) => isRedirect(r) && String(r.headers.location).includes('X-authentik-auth-callback=true'),
+    });
+    const callback = new URL(String(toCallback.final.headers.location));
+    assert.equal(callback.host, appHost());
+    // Traefik forwards the browser's request for the callback URL to the auth endpoint.
+    const flowCookie = own.header(callback);
+    const res = await check('traefik', { host: appHost(), target: callback.pathname + callback.search }, { cookie: flowCookie });
+    assert.equal(res.status, 302, res.body);
+    assert.equal(res.headers.location, `http://${appHost()}/after-login?k=v`);
+    own.store(callback, res.headers['set-cookie']);
+    const after = await check('traefik', { host: appHost(), target: '/after-login?k=v' }, { cookie: own.header(callback) });
+    assert.equal(after.status, 200);
+    assert.equal(after.headers['x-authentik-username'], 'alice');
+
+    // The logout signature through Envoy ends the session.
+    const out = await check('envoy', { host: appHost(), target: '/?X-authentik-logout=true' }, { cookie: own.header(callback) });
+    assert.equal(out.status, 302);
+    const again = await check('traefik', { host: appHost(), target: '/after-login' }, { cookie: own.header(callback) });
+    assert.equal(again.status, 302);
+    assert.match(String(again.headers.location), /\/outpost\.goauthentik\.io\/start\?rd=/);
+  });
+});
