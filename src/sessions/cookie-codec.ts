@@ -41,6 +41,8 @@ interface CodecHost {
   createSecureSession(data: Record<string, unknown>): unknown;
 }
 
+const COOKIE_SHAPE = /^[A-Za-z0-9+/]+={0,2};[A-Za-z0-9+/]{32}$/;
+
 const silentLog = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, fatal() {}, child() { return silentLog; } };
 
 export async function createCookieCodecs(specs: CodecSpec[]): Promise<Map<string, CookieCodec>> {
@@ -57,6 +59,9 @@ export async function createCookieCodecs(specs: CodecSpec[]): Promise<Map<string
     codecs.set(name, {
       encode: (data) => h.encodeSecureSession(h.createSecureSession(data), name),
       decode: (value) => {
+        // Exactly secure-session's shape, base64 `cipher;nonce`: Buffer.from(…, 'base64') would
+        // silently skip stray characters, so an altered cookie could decode to the same bytes.
+        if (!COOKIE_SHAPE.test(value)) return null;
         try {
           const session = h.decodeSecureSession(value, silentLog, name);
           return session ? (session.data() ?? null) : null;

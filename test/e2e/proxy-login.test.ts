@@ -96,6 +96,14 @@ describe('login', () => {
     }
   });
 
+  test('an unencoded rd (as nginx sends it) keeps the whole original query', async () => {
+    const jar = new CookieJar();
+    const original = `http://${APP}:${stack.port}/list?a=1&b=2&c=%2F`;
+    const { final } = await loginThrough(stack.url(APP, `/outpost.goauthentik.io/start?rd=${original}`), ALICE, { jar });
+    assert.equal(final.url, original);
+    assert.equal(seen(final).url, '/list?a=1&b=2&c=%2F');
+  });
+
   test('a replayed callback, or one from another browser, gets 400 and no session', async () => {
     const jar = new CookieJar();
     const { hops } = await loginThrough(stack.url(APP, '/x'), ALICE, { jar });
@@ -266,7 +274,7 @@ describe('cookies that are not a session', () => {
     await loginThrough(stack.url(APP, '/'), ALICE, { jar: good });
     const value = good.get(name, APP)!;
     const tampered = value.slice(0, 10) + (value[10] === 'A' ? 'B' : 'A') + value.slice(11);
-    for (const v of ['garbage', '', 'a;b', '%%%', tampered, otherCookie, 'x'.repeat(3000)]) {
+    for (const v of ['garbage', '', 'a;b', '%%%', tampered, value + '%21', value.replace('%3B', '%3B%20'), otherCookie, 'x'.repeat(3000)]) {
       const res = await httpGet(stack.url(APP, '/private'), { headers: { cookie: `${name}=${v}` } });
       assert.equal(res.status, 302, `cookie ${v.slice(0, 20)}`);
       assert.match(String(res.headers.location), /\/outpost\.goauthentik\.io\/start\?rd=/);

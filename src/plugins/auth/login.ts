@@ -43,7 +43,7 @@ export class LoginFlow {
 
   async start(ctx: RequestContext): Promise<Respond> {
     const p = ctx.provider;
-    const rd = new URLSearchParams(ctx.target.query).get('rd');
+    const rd = redirectParam(ctx.target.query);
     const redirect = validateRedirect(rd, p.redirectPolicy) ?? p.externalBase + '/';
     return this.beginLogin(ctx, redirect);
   }
@@ -214,6 +214,16 @@ export class LoginFlow {
     }
     throw err;
   }
+}
+
+/**
+ * The `rd` parameter. nginx cannot URL-encode, so its `error_page` redirect sends
+ * `start?rd=$scheme://$http_host$request_uri` with the original query unencoded: when `rd` is
+ * the first parameter and holds a literal URL, the whole rest of the query belongs to it.
+ */
+export function redirectParam(query: string): string | null {
+  if (query.startsWith('rd=http://') || query.startsWith('rd=https://')) return query.slice(3);
+  return new URLSearchParams(query).get('rd');
 }
 
 export function addCookie(ctx: RequestContext, cookie: string): void {
