@@ -39,8 +39,13 @@ export async function registerUpstream(scope: FastifyInstance, stage: UpstreamSt
     prefix: '/',
     websocket: true,
     undici: dispatcher as unknown as object,
-    // reply-from retries GETs on 503 by default; a proxy in front of an app should not.
-    maxRetriesOn503: 0,
+    // reply-from retries GETs on 503 (up to 10 times, with delays) and on connection resets; a
+    // proxy in front of an app should not. `maxRetriesOn503: 0` does not turn this off (reply-from
+    // reads it as `opts.maxRetriesOn503 || 10`); an empty retryMethods does.
+    retryMethods: [],
+    // reply-from logs two info lines per proxied request ('fetching from remote server',
+    // 'response received'); the outpost writes its own one line per request (outpost.ts).
+    disableRequestLogging: true,
     replyOptions: {
       // Per call (reply-from reads it from the reply options): headers and body inactivity.
       timeout: stage.transport.timeoutSeconds * 1000,
