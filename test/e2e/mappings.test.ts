@@ -35,6 +35,17 @@ before(async () => {
       },
       { name: 'idp-override', host: 'idp.localtest' },
       {
+        name: 'fwd',
+        host: 'fwd.localtest',
+        mode: 'forward_single',
+        extra: { access_rules: [{ name: 'admins only', paths: ['^/admin(/|$)'], when: '"admins" in claims.groups' }] },
+      },
+      {
+        name: 'host-header',
+        host: 'hh.localtest',
+        extra: { mappings: [{ name: 'virtual host', expression: '{"ak_proxy": {"host_header": "internal-" + claims.preferred_username + ".example"}}' }] },
+      },
+      {
         name: 'broken',
         host: 'broken.localtest',
         extra: { mappings: [{ name: 'needs a claim', expression: '{"x": claims.department + "!"}' }] },
@@ -105,4 +116,33 @@ test('an access rule lets admins into /admin and gives others 403', async () => 
   assert.equal((await httpGet(stack.url('mapped.localtest', '/admin/../reports'), { jar: bob.jar })).status, 200, 'normalized before the rule');
   assert.equal((await httpGet(stack.url('mapped.localtest', '/administrators'), { jar: bob.jar })).status, 200);
   assert.equal((await httpGet(stack.url('mapped.localtest', '//admin'), { jar: bob.jar })).status, 403);
+});
+
+test('access rules apply in forward auth too: 403 to the reverse proxy for a non-admin', async () => {
+  const nginxCheck = async (jar: CookieJar, path: string) => {
+    const name = stack.outpost.providers.byName('fwd')!.cookieName;
+    return httpGet(`http://127.0.0.1:${stack.port}/outpost.goauthentik.io/auth/nginx`, {
+      headers: { host: `fwd.localtest:${stack.port}`, 'x-original-url': `http://fwd.localtest:${stack.port}${path}`, cookie: `${name}=${jar.get(name, 'fwd.localtest')}` },
+    });
+  };
+  const sessionFor = async (user: string) => {
+    const jar = new CookieJar();
+    await loginThrough(stack.url('fwd.localtest', '/outpost.goauthentik.io/start?rd=/'), { username: user, password: user }, { jar });
+    return jar;
+  };
+  const alice = await sessionFor('alice');
+  const bob = await sessionFor('bob');
+  const ok = await nginxCheck(alice, '/admin/users');
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers['x-authentik-username'], 'alice');
+  const denied = await nginxCheck(bob, '/admin/users');
+  assert.equal(denied.status, 403);
+  assert.equal(denied.headers['x-authentik-username'], undefined);
+  assert.equal((await nginxCheck(bob, '/reports')).status, 200);
+});
+
+test('ak_proxy.host_header from a mapping sets the Host sent upstream', async () => {
+  const alice = await login('hh.localtest', 'alice');
+  assert.equal(alice.body.headers.host, 'internal-alice.example');
+  assert.equal(alice.body.headers['x-forwarded-host'], `hh.localtest:${stack.port}`);
 });
