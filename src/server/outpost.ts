@@ -123,7 +123,9 @@ export class Outpost {
       sendRespond(reply, null, page({ status: 400, title: 'Bad request', message: `The request target was refused: ${err instanceof TargetError ? err.reason : 'invalid'}.`, requestId: request.id, wantsJson: false, code: 'request.invalid_target' }));
     });
     app.route({ method: ['GET', 'HEAD'], url: `${OUTPOST_PREFIX}/ping`, handler: (_req, reply) => reply.code(204).send() });
+    const logRequests = this.log.isLevelEnabled('info');
     app.addHook('onResponse', (request, reply, done) => {
+      if (!logRequests) return done();
       const ctx = request.portcullis;
       request.log.info(
         {
