@@ -8,7 +8,7 @@
 // rewritten with only the live sessions.
 import { openSync, writeSync, fsyncSync, closeSync, readFileSync, renameSync, mkdirSync, existsSync, chmodSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { createCipheriv, createDecipheriv, randomBytes, createHash } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { SessionRecord, SessionStore } from './store.js';
 import type { Logger } from '../pipeline/logger.js';
 
@@ -180,9 +180,4 @@ export class EmbeddedSessionStore implements SessionStore {
     }
     if (bad > 0) this.opts.log.warn({ entries: bad }, 'session journal entries could not be read and were dropped');
   }
-}
-
-/** A stable, non-reversible id for log lines about a user. */
-export function userTag(userKey: string): string {
-  return createHash('sha256').update(userKey).digest('hex').slice(0, 12);
 }

@@ -6,6 +6,8 @@
 // providers and devices. The embedded store keeps a journal on disk so that sessions survive a
 // restart and deleted sessions stay deleted; a shared store (Redis) implements the same interface.
 
+import { createHash } from 'node:crypto';
+
 /** Claims as stored: the ID token's claims after scope mappings were merged in at login. */
 export type Claims = Record<string, unknown> & {
   sub: string;
@@ -67,6 +69,11 @@ export interface SessionStore {
   deleteUser(userKey: string): Promise<number>;
   /** How many sessions are live (metrics, tests). */
   size(): number | Promise<number>;
+}
+
+/** A stable, non-reversible id for log lines about a user. */
+export function userTag(userKey: string): string {
+  return createHash('sha256').update(userKey).digest('hex').slice(0, 12);
 }
 
 export function userKeyOf(issuer: string, sub: string): string {

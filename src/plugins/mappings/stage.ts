@@ -9,7 +9,7 @@ import type { ProviderRegistry } from '../../config/provider.js';
 import type { Logger } from '../../pipeline/logger.js';
 import { compileAccessRules, type CompiledAccessRules } from '../../mappings/index.js';
 import { page } from '../../http/pages.js';
-import { userTag } from '../../sessions/embedded-store.js';
+import { userTag } from '../../sessions/store.js';
 
 @injectable()
 export class MappingsStage implements Stage {
