@@ -4,24 +4,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import { stringify } from 'yaml';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/index.js';
 import { Outpost, type OutpostOptions } from '../../src/server/outpost.js';
 import { startIdentityProvider, DEMO_USERS, type IdpUser, type RunningIdp } from '../../src/demo/identity-provider.js';
 import { startUpstream, type RunningUpstream } from './upstream.js';
+import { freePort } from './ports.js';
+export { freePort } from './ports.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export interface ProviderSpec {
   name: string;

@@ -1,0 +1,190 @@
+// The end-to-end scenarios of issue 5, run interleaved (1 2 3 … 1 2 3 …) against one upstream
+// with one load generator, same connections and duration; medians and ratios to the bare proxy.
+import { httpGet } from '../../test/support/browserless.js';
+import { startNodeServer, type Child } from '../lib/proc.js';
+import { runLoad, type Generator, type LoadResult } from '../lib/load.js';
+import { median } from '../lib/stats.js';
+import { startEnv, startPortcullis, startExpress, login, type Env } from './env.js';
+import { nginxBinary, startNginx } from './nginx.js';
+
+export interface ScenarioDef {
+  id: number;
+  key: string;
+  label: string;
+}
+
+export const SCENARIOS: readonly ScenarioDef[] = [
+  { id: 1, key: 'upstream', label: 'upstream directly (ceiling)' },
+  { id: 2, key: 'bare-proxy', label: 'bare @fastify/http-proxy' },
+  { id: 3, key: 'proxy-auth', label: 'Portcullis proxy, authenticated' },
+  { id: 4, key: 'proxy-allowlisted', label: 'Portcullis proxy, allowlisted path' },
+  { id: 5, key: 'auth-nginx', label: 'Portcullis auth/nginx decision' },
+  { id: 6, key: 'hello', label: 'Fastify hello world' },
+  { id: 7, key: 'express', label: 'express + express-openid-connect + http-proxy-middleware' },
+  { id: 8, key: 'nginx', label: 'nginx proxy_pass' },
+];
+
+export interface E2EOptions {
+  scenarios: number[];
+  rounds: number;
+  durationSec: number;
+  warmupSec: number;
+  connections: number;
+  generator: Generator;
+  /** Extra Node flags for the Portcullis children (e.g. --cpu-prof). */
+  portcullisNodeArgs?: string[];
+  /** Log level of the Portcullis processes (default silent, like the other servers). */
+  portcullisLogLevel?: string;
+  log: (line: string) => void;
+}
+
+export interface ScenarioResult extends ScenarioDef {
+  status: 'ok' | 'skipped';
+  note?: string;
+  rounds: LoadResult[];
+  rps?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  peakRssMb?: number;
+  /** Median over rounds of this scenario's req/s divided by the bare proxy's in the same round. */
+  ratioToBare?: number;
+  errors?: number;
+}
+
+interface Target {
+  def: ScenarioDef;
+  server: Child;
+  url: string;
+  headers: Record<string, string>;
+}
+
+const PATH = '/app/data';
+
+export async function runE2E(opts: E2EOptions): Promise<ScenarioResult[]> {
+  const want = new Set(opts.scenarios);
+  const env = await startEnv({
+    portcullis: [
+      ...(want.has(3) || want.has(4) ? [{ name: 'app', mode: 'proxy' as const }] : []),
+      ...(want.has(5) ? [{ name: 'fwd', mode: 'forward_single' as const }] : []),
+    ],
+    express: want.has(7),
+  });
+  try {
+    return await runIn(env, opts);
+  } finally {
+    await env.close();
+  }
+}
+
+async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
+  const log = opts.log;
+  const want = new Set(opts.scenarios);
+  const up = env.upstream;
+  const upPort = up.info.port as number;
+  const targets: Target[] = [];
+  const results = new Map<number, ScenarioResult>();
+  const def = (id: number) => SCENARIOS.find((s) => s.id === id)!;
+  const skip = (id: number, note: string) => {
+    log(`  scenario ${id} skipped: ${note}`);
+    results.set(id, { ...def(id), status: 'skipped', note, rounds: [] });
+  };
+  const local = (port: unknown, path = PATH) => `http://127.0.0.1:${port}${path}`;
+
+  if (want.has(1)) targets.push({ def: def(1), server: up, url: local(upPort), headers: {} });
+  if (want.has(2)) {
+    const s = await startNodeServer('bare-proxy', 'bare-proxy', { upstream: env.upstreamUrl });
+    env.children.push(s);
+    targets.push({ def: def(2), server: s, url: local(s.info.port), headers: {} });
+  }
+  if (want.has(3) || want.has(4)) {
+    const s = await startPortcullis(env, 'app', opts.portcullisNodeArgs, opts.portcullisLogLevel);
+    const host = `app.localtest:${s.info.port}`;
+    if (want.has(3)) {
+      log('  logging in to Portcullis (proxy mode) through the OIDC flow…');
+      const cookie = await login(`http://${host}${PATH}`, host);
+      const echo = await httpGet(`http://${host}/__echo`, { headers: { cookie } });
+      const seen = echo.status === 200 ? (JSON.parse(echo.body) as { headers: Record<string, string> }).headers : {};
+      if (seen['x-authentik-username'] !== 'alice') throw new Error(`proxy-auth probe: upstream did not see the identity headers (status ${echo.status})`);
+      targets.push({ def: def(3), server: s, url: local(s.info.port), headers: { host, cookie } });
+    }
+    if (want.has(4)) targets.push({ def: def(4), server: s, url: local(s.info.port, '/public/data'), headers: { host } });
+  }
+  if (want.has(5)) {
+    const s = await startPortcullis(env, 'fwd', opts.portcullisNodeArgs, opts.portcullisLogLevel);
+    const host = `fwd.localtest:${s.info.port}`;
+    const original = `http://${host}${PATH}`;
+    const decision = `/outpost.goauthentik.io/auth/nginx`;
+    const anon = await httpGet(`http://${host}${decision}`, { headers: { 'x-original-url': original } });
+    if (anon.status !== 401) {
+      skip(5, `the auth/nginx endpoint is not available yet (anonymous probe got ${anon.status}, expected 401); the scenario runs as soon as it exists`);
+    } else {
+      log('  logging in to Portcullis (forward_single) through the OIDC flow…');
+      const cookie = await login(`http://${host}/outpost.goauthentik.io/start?rd=${encodeURIComponent(original)}`, host);
+      const headers = { host, cookie, 'x-original-url': original };
+      const probe = await httpGet(`http://${host}${decision}`, { headers });
+      if (probe.status !== 200 || probe.headers['x-authentik-username'] !== 'alice') skip(5, `authenticated decision probe got ${probe.status} without X-authentik-username`);
+      else targets.push({ def: def(5), server: s, url: local(s.info.port, decision), headers });
+    }
+  }
+  if (want.has(6)) {
+    const s = await startNodeServer('hello', 'hello', {});
+    env.children.push(s);
+    targets.push({ def: def(6), server: s, url: local(s.info.port), headers: {} });
+  }
+  if (want.has(7)) {
+    const s = await startExpress(env);
+    const host = `express.localtest:${s.info.port}`;
+    log('  logging in to express-openid-connect through the OIDC flow…');
+    const cookie = await login(`http://${host}${PATH}`, host);
+    const echo = await httpGet(`http://${host}/__echo`, { headers: { cookie } });
+    const seen = echo.status === 200 ? (JSON.parse(echo.body) as { headers: Record<string, string> }).headers : {};
+    if (seen['x-authentik-username'] !== 'alice') throw new Error(`express probe: upstream did not see the identity headers (status ${echo.status})`);
+    targets.push({ def: def(7), server: s, url: local(s.info.port), headers: { host, cookie } });
+  }
+  if (want.has(8)) {
+    if (!nginxBinary()) skip(8, 'nginx is not installed');
+    else {
+      const s = await startNginx(upPort);
+      env.children.push(s);
+      targets.push({ def: def(8), server: s, url: local(s.info.port), headers: {} });
+    }
+  }
+
+  // Every target must answer 200 before it is measured (wrk counts 3xx as success).
+  for (const t of targets) {
+    const res = await httpGet(t.url.replace('127.0.0.1', t.headers.host?.split(':')[0] ?? '127.0.0.1'), { headers: t.headers });
+    if (res.status !== 200) throw new Error(`scenario ${t.def.id} (${t.def.key}) probe answered ${res.status}`);
+  }
+
+  for (const t of targets) results.set(t.def.id, { ...t.def, status: 'ok', rounds: [] });
+  if (opts.warmupSec > 0) {
+    log(`  warm-up: ${opts.warmupSec}s per scenario`);
+    for (const t of targets) await runLoad(opts.generator, { url: t.url, headers: t.headers, connections: opts.connections, durationSec: opts.warmupSec });
+  }
+  for (let r = 1; r <= opts.rounds; r++) {
+    for (const t of targets) {
+      const res = await runLoad(opts.generator, { url: t.url, headers: t.headers, connections: opts.connections, durationSec: opts.durationSec });
+      results.get(t.def.id)!.rounds.push(res);
+      if (res.errors > res.requests * 0.001) throw new Error(`scenario ${t.def.id} (${t.def.key}): ${res.errors} of ${res.requests} responses were not 200`);
+      log(`  round ${r}/${opts.rounds}  ${String(t.def.id).padStart(1)} ${t.def.key.padEnd(18)} ${res.rps.toFixed(0).padStart(7)} req/s  p50 ${res.p50Ms.toFixed(2)} ms  p99 ${res.p99Ms.toFixed(2)} ms${res.errors ? `  errors ${res.errors}` : ''}`);
+    }
+  }
+  // Verify once more after the load: still authenticated, still 200.
+  for (const t of targets) {
+    const res = await httpGet(t.url.replace('127.0.0.1', t.headers.host?.split(':')[0] ?? '127.0.0.1'), { headers: t.headers });
+    if (res.status !== 200) throw new Error(`scenario ${t.def.id} (${t.def.key}) answered ${res.status} after the load`);
+  }
+
+  const bare = results.get(2);
+  for (const t of targets) {
+    const s = results.get(t.def.id)!;
+    s.rps = median(s.rounds.map((x) => x.rps));
+    s.p50Ms = median(s.rounds.map((x) => x.p50Ms));
+    s.p99Ms = median(s.rounds.map((x) => x.p99Ms));
+    s.errors = s.rounds.reduce((a, x) => a + x.errors, 0);
+    s.peakRssMb = t.server.rss().hwm / 2 ** 20;
+    if (bare && bare.rounds.length === s.rounds.length) s.ratioToBare = median(s.rounds.map((x, i) => x.rps / bare.rounds[i]!.rps));
+  }
+  // Scenarios 3 and 4 share one process: its peak RSS is reported for both.
+  return SCENARIOS.filter((s) => results.has(s.id)).map((s) => results.get(s.id)!);
+}

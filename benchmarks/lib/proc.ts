@@ -1,0 +1,195 @@
+// Child processes for the benchmarks: every server runs in its own process (so its RSS can be
+// read from /proc), reports readiness over IPC, and is killed when the harness exits or fails.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+export { freePort } from '../../test/support/ports.js';
+
+const live = new Set<ChildProcess>();
+let hooked = false;
+
+function killAll(): void {
+  for (const c of live) {
+    try {
+      if (c.pid !== undefined && c.exitCode === null) process.kill(c.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  live.clear();
+}
+
+/** Kill every child this process started, on normal exit, on signals and on uncaught errors. */
+export function installCleanup(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      killAll();
+      process.exit(130);
+    });
+  }
+}
+
+export interface Child {
+  readonly name: string;
+  readonly pid: number;
+  readonly info: Record<string, unknown>;
+  /** Resident set size now and its high-water mark, in bytes (from /proc/<pid>/status). */
+  rss(): { rss: number; hwm: number };
+  /** Send a message over IPC and wait for the reply of the same `op`. */
+  ask(msg: { op: string } & Record<string, unknown>, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+export function readRss(pid: number): { rss: number; hwm: number } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  } catch {
+    return { rss: 0, hwm: 0 };
+  }
+}
+
+function track(name: string, child: ChildProcess): void {
+  installCleanup();
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  child.stderr?.on('data', (d: Buffer) => {
+    const s = d.toString();
+    if (/Unsupported runtime|ExperimentalWarning|--trace-warnings/.test(s)) return;
+    process.stderr.write(`[${name}] ${s}`);
+  });
+}
+
+async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Start `benchmarks/e2e/servers/<script>.ts` in a Node child with tsx; resolves when it says ready. */
+export async function startNodeServer(name: string, script: string, config: Record<string, unknown>, opts: { timeoutMs?: number; nodeArgs?: string[] } = {}): Promise<Child> {
+  const file = fileURLToPath(new URL(`../e2e/servers/${script}.ts`, import.meta.url));
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', file], {
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    env: { ...process.env, BENCH_CONFIG: JSON.stringify(config), NODE_ENV: 'production' },
+  });
+  track(name, child);
+  const pending = new Map<string, (m: Record<string, unknown>) => void>();
+  const info = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name}: not ready after ${opts.timeoutMs ?? 30000} ms`)), opts.timeoutMs ?? 30_000);
+    child.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      reject(new Error(`${name}: exited before ready (code ${code}, signal ${sig})`));
+    });
+    child.on('message', (m: Record<string, unknown>) => {
+      if (m.op === 'ready') {
+        clearTimeout(timer);
+        resolve(m);
+        return;
+      }
+      const waiter = pending.get(String(m.op));
+      if (waiter) {
+        pending.delete(String(m.op));
+        waiter(m);
+      }
+    });
+  }).catch(async (err) => {
+    await stopProcess(child, 'SIGKILL');
+    throw err;
+  });
+  return {
+    name,
+    pid: child.pid!,
+    info,
+    rss: () => readRss(child.pid!),
+    ask: (msg, timeoutMs = 60_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${name}: no answer to ${msg.op}`)), timeoutMs);
+        pending.set(msg.op, (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        });
+        child.send(msg);
+      }),
+    stop: () => stopProcess(child),
+  };
+}
+
+/** Start any program (nginx); ready when `port` accepts connections. */
+export async function startProgram(name: string, cmd: string, args: string[], port: number, timeoutMs = 10_000): Promise<Child> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  track(name, child);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${name}: exited with code ${child.exitCode}`);
+    if (await canConnect(port)) break;
+    if (Date.now() > deadline) {
+      await stopProcess(child, 'SIGKILL');
+      throw new Error(`${name}: port ${port} not open after ${timeoutMs} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    name,
+    pid: child.pid!,
+    info: { port },
+    rss: () => readRss(child.pid!),
+    ask: () => Promise.reject(new Error(`${name}: no IPC`)),
+    stop: () => stopProcess(child, 'SIGQUIT'),
+  };
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+
+/** In a child server: report readiness, answer IPC requests, exit when the parent goes away. */
+export function childMain(handlers: Record<string, (msg: Record<string, unknown>) => Promise<Record<string, unknown>> | Record<string, unknown>>, onStop: () => Promise<void>): {
+  ready(info: Record<string, unknown>): void;
+} {
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    const t = setTimeout(() => process.exit(0), 3000);
+    t.unref();
+    try {
+      await onStop();
+    } finally {
+      process.exit(0);
+    }
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('disconnect', stop);
+  process.on('message', async (m: Record<string, unknown>) => {
+    const h = handlers[String(m.op)];
+    if (!h) return;
+    try {
+      process.send?.({ ...(await h(m)), op: m.op });
+    } catch (err) {
+      process.send?.({ op: m.op, error: (err as Error).message });
+    }
+  });
+  return { ready: (info) => process.send?.({ ...info, op: 'ready' }) };
+}
+
+export function benchConfig<T>(): T {
+  return JSON.parse(process.env.BENCH_CONFIG ?? '{}') as T;
+}

@@ -1,0 +1,147 @@
+// Results: a Markdown table, a JSON file and an SVG bar chart (one bar per scenario), written
+// without dependencies.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ScenarioResult } from '../e2e/scenarios.js';
+import type { MemoryResult } from '../e2e/memory.js';
+import { fmtNs, fmtOps, type StageRow } from '../stages/stages.js';
+
+export interface Machine {
+  nproc: number;
+  cpu: string;
+  node: string;
+  os: string;
+  generator: string;
+}
+
+export interface Results {
+  date: string;
+  machine: Machine;
+  settings: Record<string, unknown>;
+  stages?: StageRow[];
+  e2e?: ScenarioResult[];
+  memory?: MemoryResult;
+}
+
+const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
+
+export function markdown(r: Results): string {
+  const out: string[] = [];
+  out.push(`Run ${r.date} on ${r.machine.nproc} × ${r.machine.cpu}, Node ${r.machine.node}, ${r.machine.os}; load generator ${r.machine.generator}.`);
+  out.push('');
+  if (r.e2e) {
+    const s = r.settings;
+    out.push(`### End to end (${s.connections} connections, ${s.durationSec} s × ${s.rounds} interleaved rounds, medians)`);
+    out.push('');
+    out.push('| # | Scenario | req/s | × bare proxy | p50 ms | p99 ms | peak RSS MB |');
+    out.push('|---|---|---:|---:|---:|---:|---:|');
+    for (const x of r.e2e) {
+      if (x.status === 'skipped') out.push(`| ${x.id} | ${x.label} | skipped: ${x.note} | | | | |`);
+      else out.push(`| ${x.id} | ${x.label} | ${f(x.rps)} | ${f(x.ratioToBare, 2)} | ${f(x.p50Ms, 2)} | ${f(x.p99Ms, 2)} | ${f(x.peakRssMb, 1)} |`);
+    }
+    out.push('');
+  }
+  const targets = targetLines(r);
+  if (targets.length > 0) {
+    out.push('### Targets of issue 5');
+    out.push('');
+    out.push('| Target | Measured | |');
+    out.push('|---|---|---|');
+    out.push(...targets);
+    out.push('');
+  }
+  if (r.memory) {
+    const m = r.memory;
+    out.push(`### Memory (${m.sessions} sessions through the OIDC flow, then ${m.durationSec} s of load rotating over all of them)`);
+    out.push('');
+    out.push('| RSS baseline | after logins | load start | load end | growth during load | peak | per session | req/s | p99 ms |');
+    out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    out.push(`| ${f(m.rssBaselineMb, 1)} MB | ${f(m.rssAfterLoginsMb, 1)} MB | ${f(m.rssLoadStartMb, 1)} MB | ${f(m.rssLoadEndMb, 1)} MB | ${m.growthDuringLoadMb >= 0 ? '+' : ''}${f(m.growthDuringLoadMb, 1)} MB | ${f(m.rssPeakMb, 1)} MB | ${f(m.bytesPerSession / 1024, 1)} KB | ${f(m.rps)} | ${f(m.p99Ms, 2)} |`);
+    out.push('');
+  }
+  if (r.stages) {
+    out.push('### Stages (mitata, no server)');
+    out.push('');
+    out.push('| Stage | Benchmark | time/op | ops/s | target |');
+    out.push('|---|---|---:|---:|---|');
+    for (const x of r.stages) {
+      const target = x.targetNs ? `< ${fmtNs(x.targetNs)}: ${x.nsPerOp <= x.targetNs ? 'met' : `**missed** (${(x.nsPerOp / x.targetNs).toFixed(1)}×)`}` : '';
+      out.push(`| ${x.group} | ${x.name} | ${fmtNs(x.nsPerOp)} | ${fmtOps(x.opsPerSec)} | ${target} |`);
+    }
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** Horizontal bars, one per measured scenario, req/s; the bare proxy marked by a dashed line. */
+export function svgChart(r: Results): string {
+  const rows = (r.e2e ?? []).filter((x) => x.status === 'ok' && x.rps !== undefined);
+  const width = 900;
+  const labelW = 360;
+  const barH = 26;
+  const gap = 10;
+  const top = 50;
+  const height = top + rows.length * (barH + gap) + 40;
+  const max = Math.max(1, ...rows.map((x) => x.rps!));
+  const scale = (width - labelW - 110) / max;
+  const bare = rows.find((x) => x.id === 2);
+  const palette: Record<string, string> = { 'proxy-auth': '#2b6cb0', 'proxy-allowlisted': '#2b6cb0', 'auth-nginx': '#2b6cb0', 'bare-proxy': '#718096', express: '#c05621', nginx: '#2f855a' };
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="13">`);
+  parts.push(`<rect width="100%" height="100%" fill="#fff"/>`);
+  parts.push(`<text x="16" y="24" font-size="16" font-weight="600">Requests per second (median of ${esc(String(r.settings.rounds))} rounds, ${esc(String(r.settings.connections))} connections) — higher is better</text>`);
+  parts.push(`<text x="16" y="42" fill="#555">${esc(`${r.machine.nproc} × ${r.machine.cpu}, Node ${r.machine.node}, ${r.machine.generator}, ${r.date}`)}</text>`);
+  rows.forEach((x, i) => {
+    const y = top + i * (barH + gap);
+    const w = Math.max(1, x.rps! * scale);
+    parts.push(`<text x="${labelW - 8}" y="${y + barH / 2 + 4}" text-anchor="end">${esc(`${x.id}. ${x.label}`)}</text>`);
+    parts.push(`<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${palette[x.key] ?? '#a0aec0'}" rx="2"/>`);
+    const ratio = x.ratioToBare !== undefined && x.id !== 2 ? ` (${x.ratioToBare.toFixed(2)}×)` : '';
+    parts.push(`<text x="${labelW + w + 6}" y="${y + barH / 2 + 4}">${esc(`${Math.round(x.rps!).toLocaleString('en-US')}${ratio}`)}</text>`);
+  });
+  if (bare) {
+    const x = labelW + bare.rps! * scale;
+    parts.push(`<line x1="${x.toFixed(1)}" y1="${top - 4}" x2="${x.toFixed(1)}" y2="${height - 34}" stroke="#718096" stroke-dasharray="4 3"/>`);
+    parts.push(`<text x="${x.toFixed(1)}" y="${height - 20}" text-anchor="middle" fill="#555">bare proxy</text>`);
+  }
+  parts.push('</svg>');
+  return parts.join('\n') + '\n';
+}
+
+export function writeResults(dir: string, r: Results): { md: string; json: string; svg: string } {
+  mkdirSync(dir, { recursive: true });
+  const paths = { md: join(dir, 'latest.md'), json: join(dir, 'latest.json'), svg: join(dir, 'latest.svg') };
+  writeFileSync(paths.md, markdown(r) + '\n');
+  writeFileSync(paths.json, JSON.stringify(r, null, 2) + '\n');
+  if (r.e2e) writeFileSync(paths.svg, svgChart(r));
+  return paths;
+}
+
+/** Median over rounds of a/b in the same round (rounds are interleaved, so pairs share the machine's mood). */
+export function pairedRatio(a: ScenarioResult | undefined, b: ScenarioResult | undefined): number | undefined {
+  if (!a || !b || a.status !== 'ok' || b.status !== 'ok' || a.rounds.length === 0 || a.rounds.length !== b.rounds.length) return undefined;
+  const xs = a.rounds.map((x, i) => x.rps / b.rounds[i]!.rps).sort((p, q) => p - q);
+  const m = xs.length >> 1;
+  return xs.length % 2 ? xs[m]! : (xs[m - 1]! + xs[m]!) / 2;
+}
+
+function targetLines(r: Results): string[] {
+  const out: string[] = [];
+  const by = (id: number) => r.e2e?.find((x) => x.id === id);
+  const row = (what: string, ratio: number | undefined, goal: number) => {
+    if (ratio === undefined) return;
+    out.push(`| ${what} | ${ratio.toFixed(2)}× | ${ratio >= goal ? 'met' : `**missed** by ${((1 - ratio / goal) * 100).toFixed(0)}%`} |`);
+  };
+  row('Proxy mode authenticated (3) ≥ 1.0× bare @fastify/http-proxy (2)', pairedRatio(by(3), by(2)), 1);
+  row('auth/nginx decision (5) ≥ 0.8× Fastify hello world (6)', pairedRatio(by(5), by(6)), 0.8);
+  const express = by(7);
+  if (express?.status === 'ok') out.push(`| Portcullis proxy authenticated (3) ahead of express + express-openid-connect (7) | ${pairedRatio(by(3), express)?.toFixed(1) ?? '–'}× | ${(pairedRatio(by(3), express) ?? 0) >= 2 ? 'met' : '**missed**'} |`);
+  if (r.memory) {
+    const m = r.memory;
+    const pct = (m.growthDuringLoadMb / m.rssLoadStartMb) * 100;
+    out.push(`| ${m.sessions} sessions, ${m.durationSec} s sustained load: RSS flat | ${m.growthDuringLoadMb >= 0 ? '+' : ''}${m.growthDuringLoadMb.toFixed(1)} MB (${pct.toFixed(1)}%) | ${Math.abs(pct) <= 5 ? 'met (within 5%)' : '**missed**'} |`);
+  }
+  return out;
+}

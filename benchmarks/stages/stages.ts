@@ -1,0 +1,275 @@
+// Per-stage benchmarks: every stage built by `Outpost.create` (the same DI container, config
+// loader and providers as production) and run without a server on a RequestContext made by the
+// outpost's own context factory. mitata measures; ns/op and ops/s are reported.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { measure, do_not_optimize } from 'mitata';
+import { pino } from 'pino';
+import { parseConfig } from '../../src/config/index.js';
+import { Outpost } from '../../src/server/outpost.js';
+import { EmbeddedSessionStore } from '../../src/sessions/embedded-store.js';
+import type { RequestContext, Stage } from '../../src/pipeline/contract.js';
+import type { SessionRecord } from '../../src/sessions/store.js';
+import type { Logger } from '../../src/pipeline/logger.js';
+import { compileMappings, compileAccessRules } from '../../src/mappings/index.js';
+import { buildIdentityHeaders } from '../../src/plugins/headers/stage.js';
+import { createDispatcher } from '../../src/plugins/upstream/plugin.js';
+import type { UpstreamStage } from '../../src/plugins/upstream/stage.js';
+import { isAllowlisted, compileAllowlist } from '../../src/plugins/allowlist/stage.js';
+import { startIdentityProvider } from '../../src/demo/identity-provider.js';
+import { startNodeServer } from '../lib/proc.js';
+import { stringify } from 'yaml';
+
+export interface StageRow {
+  group: string;
+  name: string;
+  nsPerOp: number;
+  opsPerSec: number;
+  p99Ns: number;
+  /** The issue's target for this row, in ns, when it has one. */
+  targetNs?: number;
+}
+
+export interface StageOptions {
+  /** Short measurements (smoke test). */
+  quick?: boolean;
+  /** Only rows whose group contains one of these strings. */
+  filter?: string[];
+  log: (line: string) => void;
+}
+
+/** `count` realistic, distinct skip_path_regex lines; the last one matches `/assets/v99/app.js`. */
+export function allowlistPatterns(count: number): string[] {
+  const kinds = [
+    (i: number) => `^/public${i}/`,
+    (i: number) => `^/api/v${i}/health$`,
+    (i: number) => `^/static/[a-z0-9]+\\.v${i}\\.(css|js|png)$`,
+    (i: number) => `^/share/${i}/[A-Za-z0-9_-]{8,}$`,
+    (i: number) => `^/\\.well-known/acme-${i}/`,
+  ];
+  const out: string[] = [];
+  for (let i = 0; i < count - 1; i++) out.push(kinds[i % kinds.length]!(i));
+  out.push('^/assets/v\\d+/[^/]+\\.js$');
+  return out;
+}
+
+const PROVIDER_HOSTS = { a1: 1, a10: 10, a100: 100 } as const;
+
+function sessionRecord(provider: string, additional: number): SessionRecord {
+  const extra: [string, string][] = [];
+  for (let i = 0; i < additional; i++) extra.push([`x-team-attr-${i}`, `value-${i}-${'v'.repeat(12)}`]);
+  const jwt = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(600).toString('base64url')}.${randomBytes(256).toString('base64url')}`;
+  return {
+    id: randomBytes(32).toString('base64url'),
+    provider,
+    userKey: 'http://idp\u0000alice',
+    createdAt: Date.now(),
+    expiresAt: Date.now() + 3_600_000,
+    claims: {
+      sub: 'f3c2a1', iss: 'http://idp', preferred_username: 'alice', email: 'alice@example.com', name: 'Alice Demo',
+      groups: ['admins', 'staff', 'engineering', 'on-call'], entitlements: ['reports:read', 'reports:write'], email_verified: true,
+      ak_proxy: { user_attributes: { additionalHeaders: Object.fromEntries(extra) } },
+    },
+    idToken: jwt,
+    accessToken: undefined,
+    proxy: { additionalHeaders: extra },
+  };
+}
+
+const BROWSER_HEADERS = {
+  'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36',
+  accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+  'accept-language': 'en-GB,en;q=0.9',
+  'accept-encoding': 'gzip, deflate, br',
+  connection: 'keep-alive',
+  referer: 'https://app.localtest/reports',
+};
+
+export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
+  const log = opts.log;
+  const rows: StageRow[] = [];
+  const mopts = opts.quick ? { min_cpu_time: 20e6, max_samples: 200, warmup_samples: 2 } : {};
+  const want = (group: string) => !opts.filter || opts.filter.some((f) => group.includes(f));
+  async function bench(group: string, name: string, fn: () => unknown, targetNs?: number): Promise<void> {
+    if (!want(group)) return;
+    const s = await measure(fn, mopts);
+    const row: StageRow = { group, name, nsPerOp: s.avg, opsPerSec: 1e9 / s.avg, p99Ns: s.p99, ...(targetNs ? { targetNs } : {}) };
+    rows.push(row);
+    log(`  ${group.padEnd(10)} ${name.padEnd(58)} ${fmtNs(s.avg).padStart(10)}/op ${fmtOps(row.opsPerSec).padStart(12)} ops/s${targetNs ? (s.avg <= targetNs ? '  (target met)' : `  (target ${fmtNs(targetNs)} missed)`) : ''}`);
+  }
+
+  const idp = await startIdentityProvider({ clients: [] });
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-stagebench-'));
+  let upstream: Awaited<ReturnType<typeof startNodeServer>> | undefined;
+  let outpost: Outpost | undefined;
+  try {
+    const provider = (name: string, extra: Record<string, unknown>) => ({
+      name,
+      issuer: idp.issuer,
+      client_id: `client-${name}`,
+      client_secret: 'bench-secret',
+      cookie_secret: randomBytes(24).toString('base64url'),
+      external_host: `https://${name}.localtest`,
+      mode: 'proxy',
+      internal_host: 'http://127.0.0.1:9',
+      ...extra,
+    });
+    upstream = await startNodeServer('stage-upstream', 'upstream', {});
+    const upstreamUrl = `http://127.0.0.1:${upstream.info.port}`;
+    const config = {
+      outpost: { name: 'bench outpost', listeners: { http: null, https: null }, log_level: 'silent' },
+      providers: [
+        provider('app', {
+          internal_host: upstreamUrl,
+          access_rules: [
+            { name: 'verified', when: 'claims.email_verified == true' },
+            { name: 'admins', paths: ['^/admin(/|$)'], when: '"admins" in claims.groups' },
+            { name: 'reports', paths: ['^/reports(/|$)'], when: '"reports:read" in claims.entitlements' },
+          ],
+        }),
+        ...Object.entries(PROVIDER_HOSTS).map(([name, n]) => provider(name, { skip_path_regex: allowlistPatterns(n).join('\n') })),
+      ],
+    };
+    const parsed = parseConfig(stringify(config), { source: 'stage bench config', baseDir: dir });
+    const silent = pino({ level: 'silent' });
+    // Memory-only store: the same class as production, without the journal file.
+    const store = new EmbeddedSessionStore({ path: null, keys: new Map(), log: silent as unknown as Logger });
+    outpost = await Outpost.create(parsed, { logger: silent, store });
+    await Promise.all(outpost.providers.all.map((p) => p.oidc.ready()));
+    const stage = (name: string): Stage => outpost!.stages.find((b) => b.stage.name === name)!.stage;
+    const ctxFor = (host: string, path: string, headers: Record<string, string> = {}): RequestContext => {
+      const built = outpost!.contexts.build({ method: 'GET', url: path, headers: { host, ...BROWSER_HEADERS, ...headers }, socket: { remoteAddress: '127.0.0.1' } }, 'bench-request');
+      if ('kind' in built) throw new Error(`context for ${host}${path}: ${built.status}`);
+      return built;
+    };
+    const app = outpost.providers.all.find((p) => p.name === 'app')!;
+    const session = sessionRecord('app', 10);
+    await store.put(session);
+    const cookieValue = encodeURIComponent(app.sessionCodec.encode({ s: session.id }));
+    const cookieHeader = `theme=dark; ${app.cookieName}=${cookieValue}; _ga=GA1.2.123456789.987654321`;
+
+    // --- allowlist -------------------------------------------------------------------------
+    const allowlist = stage('allowlist');
+    for (const [name, n] of Object.entries(PROVIDER_HOSTS)) {
+      const ctx = ctxFor(`${name}.localtest`, '/assets/v3/app.js');
+      await bench('allowlist', `stage, ${n} pattern${n > 1 ? 's' : ''} (RE2), match on the last`, () => {
+        ctx.allowlisted = false;
+        return allowlist.run(ctx);
+      }, n === 100 ? 2000 : undefined);
+    }
+    for (const n of [1, 10, 100]) {
+      const patterns = allowlistPatterns(n);
+      const js = patterns.map((p) => new RegExp(p));
+      const list = compileAllowlist(outpost.providers.all.find((p) => p.name === `a${n}`)!);
+      const ctx = ctxFor(`a${n}.localtest`, '/assets/v3/app.js');
+      await bench('allowlist', `${n} pattern${n > 1 ? 's' : ''}: RE2 loop only`, () => isAllowlisted(list, ctx));
+      await bench('allowlist', `${n} pattern${n > 1 ? 's' : ''}: JS RegExp, same patterns (reference)`, () => {
+        const path = ctx.target.path;
+        for (let i = 0; i < js.length; i++) if (js[i]!.test(path)) return true;
+        return false;
+      });
+    }
+
+    // --- session decode (auth stage) --------------------------------------------------------
+    const auth = stage('auth');
+    {
+      const ctx = ctxFor('app.localtest', '/reports/2024', { cookie: cookieHeader });
+      await bench('session', 'auth stage: cookie → session (warm: id cache hit)', () => {
+        ctx.session = null;
+        return auth.run(ctx);
+      }, 10_000);
+      const fresh: string[] = [];
+      for (let i = 0; i < 2000; i++) fresh.push(app.sessionCodec.encode({ s: session.id }));
+      let i = 0;
+      await bench('session', 'cookie decrypt (first request of a cookie: secretbox)', () => {
+        i = (i + 1) % fresh.length;
+        return app.sessionCodec.decode(fresh[i]!);
+      }, 10_000);
+      const anon = ctxFor('app.localtest', '/reports/2024');
+      await bench('session', 'auth stage: no cookie (anonymous)', () => auth.run(anon));
+    }
+
+    // --- access rules (mappings stage) ------------------------------------------------------
+    const mappings = stage('mappings');
+    {
+      const ctx = ctxFor('app.localtest', '/reports/2024');
+      ctx.session = session;
+      await bench('access', 'mappings stage: 3 rules, 2 apply (CEL)', () => mappings.run(ctx));
+      const admin = ctxFor('app.localtest', '/admin/users');
+      admin.session = session;
+      await bench('access', 'mappings stage: 3 rules, admin path', () => mappings.run(admin));
+      const rules = compileAccessRules([{ name: 'admins', paths: ['^/admin(/|$)'], when: '"admins" in claims.groups' }]);
+      await bench('access', 'compileAccessRules(1 rule).check, no path match', () => rules.check('/reports/2024', session.claims));
+    }
+
+    // --- header building --------------------------------------------------------------------
+    const headers = stage('headers');
+    {
+      const ctx = ctxFor('app.localtest', '/reports/2024', { cookie: cookieHeader });
+      ctx.session = session;
+      await bench('headers', 'headers stage: standard set + 10 additionalHeaders', () => headers.run(ctx), 1000);
+      const anon = ctxFor('app.localtest', '/public/x');
+      await bench('headers', 'headers stage: anonymous (client headers only)', () => headers.run(anon));
+      const p = app;
+      const policy = { outpostName: 'bench outpost', version: 'portcullis/bench' };
+      await bench('headers', 'buildIdentityHeaders (first request of a session)', () => buildIdentityHeaders(session, p, policy));
+    }
+
+    // --- mappings at login ------------------------------------------------------------------
+    {
+      const compiled = compileMappings([
+        { name: 'team headers', expression: '{"ak_proxy": {"user_attributes": {"additionalHeaders": {"X-Team": "platform", "X-User": claims.preferred_username}}}}' },
+        { name: 'per-user backend', expression: '{"ak_proxy": {"backend_override": "http://backend-" + claims.preferred_username + ":8080"}}' },
+        { name: 'roles', expression: '{"roles": claims.groups.filter(g, g.startsWith("a"))}' },
+      ]);
+      const input = {
+        claims: session.claims as Record<string, unknown>,
+        request: { host: 'app.localtest', path: '/reports', headers: { ...BROWSER_HEADERS } },
+        provider: { name: 'app', slug: 'app' },
+      };
+      await bench('mappings', 'compileMappings(3).evaluate (once per login)', () => compiled.evaluate(input));
+      const none = compileMappings([]);
+      await bench('mappings', 'compileMappings(0).evaluate (claims copy only)', () => none.evaluate(input));
+    }
+
+    // --- upstream ---------------------------------------------------------------------------
+    const up = stage('upstream') as UpstreamStage;
+    {
+      const ctx = ctxFor('app.localtest', '/reports/2024', { cookie: cookieHeader });
+      ctx.session = session;
+      headers.run(ctx);
+      await bench('upstream', 'upstream stage: choose target', () => up.run(ctx));
+      if (want('upstream')) {
+        const dispatcher = createDispatcher(up, up.transport);
+        const reqHeaders = ctx.upstreamHeaders!;
+        const roundTrip = async () => {
+          const res = await dispatcher.request({ origin: ctx.upstream!.origin, path: ctx.target.path, method: 'GET', headers: reqHeaders });
+          do_not_optimize(await res.body.arrayBuffer());
+        };
+        await roundTrip();
+        await bench('upstream', 'round trip through the stage dispatcher (local server, serial)', roundTrip);
+        await dispatcher.close();
+      }
+    }
+  } finally {
+    await outpost?.close().catch(() => undefined);
+    await upstream?.stop().catch(() => undefined);
+    await idp.close().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+export function fmtNs(ns: number): string {
+  if (ns < 1000) return `${ns.toFixed(0)} ns`;
+  if (ns < 1e6) return `${(ns / 1000).toFixed(2)} µs`;
+  return `${(ns / 1e6).toFixed(2)} ms`;
+}
+
+export function fmtOps(ops: number): string {
+  if (ops >= 1e6) return `${(ops / 1e6).toFixed(2)} M`;
+  if (ops >= 1e3) return `${(ops / 1e3).toFixed(1)} k`;
+  return ops.toFixed(0);
+}
