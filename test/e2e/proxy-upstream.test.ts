@@ -184,3 +184,59 @@ async function rawGet(localAddress: string, path: string, headers: Record<string
     req.end();
   });
 }
+
+test('request bodies are streamed to the upstream unchanged', async () => {
+  const jar = await login('app.localtest');
+  const big = Buffer.alloc(3 * 1024 * 1024 + 17, 0x62).toString('latin1');
+  const { createHash } = await import('node:crypto');
+  for (const [body, type] of [['{"a":1,"b":[true,null]}', 'application/json'], ['x=1&y=%2F', 'application/x-www-form-urlencoded'], [big, 'application/octet-stream']] as const) {
+    const res = await httpGet(stack.url('app.localtest', '/upload?kind=1'), { jar, method: 'POST', body, headers: { 'content-type': type } });
+    const seen = JSON.parse(res.body) as { method: string; bodyLength: number; bodySha256: string; headers: Record<string, string> };
+    assert.equal(seen.method, 'POST');
+    assert.equal(seen.bodyLength, Buffer.byteLength(body));
+    assert.equal(seen.bodySha256, createHash('sha256').update(body).digest('hex'));
+    assert.equal(seen.headers['content-type'], type);
+  }
+});
+
+test('large answers stream through whole; HEAD gets headers only', async () => {
+  const jar = await login('app.localtest');
+  const n = 8 * 1024 * 1024 + 3;
+  const res = await httpGet(stack.url('app.localtest', `/bytes?n=${n}`), { jar });
+  assert.equal(res.status, 200);
+  assert.equal(res.body.length, n);
+  assert.equal(res.headers['content-length'], String(n));
+  const head = await httpGet(stack.url('app.localtest', '/anything'), { jar, method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(head.body, '');
+  assert.equal(head.headers['x-upstream-name'], 'upstream');
+});
+
+test("the upstream's Set-Cookie and status pass through, next to Portcullis's own cookies", async () => {
+  const jar = await login('app.localtest');
+  const res = await httpGet(stack.url('app.localtest', '/set-cookie'), { jar });
+  const cookies = ([] as string[]).concat(res.headers['set-cookie'] ?? []);
+  assert.ok(cookies.includes('app_session=abc; Path=/; HttpOnly'));
+  assert.ok(cookies.includes('app_pref=dark; Path=/'));
+  assert.equal((await httpGet(stack.url('app.localtest', '/status/418'), { jar })).status, 418);
+  // A bad session cookie on an allowlisted path: the page is proxied and the cookie cleared too.
+  const name = stack.outpost.providers.byName('app')!.cookieName;
+  const cleared = await httpGet(stack.url('app.localtest', '/status/404'), { jar, headers: { cookie: `${name}=garbage` } });
+  assert.equal(cleared.status, 302, 'not allowlisted: login');
+});
+
+test('a client that goes away mid-answer does not disturb the next requests', async () => {
+  const jar = await login('app.localtest');
+  const http = await import('node:http');
+  await new Promise<void>((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port: stack.port, path: '/bytes?n=50000000', headers: { host: `app.localtest:${stack.port}`, cookie: jar.header(new URL(stack.url('app.localtest'))) } }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.end();
+  });
+  const after = await httpGet(stack.url('app.localtest', '/ok'), { jar });
+  assert.equal(after.status, 200);
+});

@@ -7,6 +7,7 @@
  *  - `GET /status/NNN` → answers with status NNN (same JSON body unless the status forbids one)
  *  - WebSocket upgrade on any path → first message `{ type: 'hello', url, headers }`, then echo
  */
+import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
@@ -54,8 +55,13 @@ export async function startUpstream(opts: StartUpstreamOptions = {}): Promise<Ru
   const onRequest: http.RequestListener = (req, res) => {
     const seen = record(req);
     requests.push(seen);
-    // Drain any request body before answering.
-    req.resume();
+    // Read the request body (its size and hash are reported) before answering.
+    const hash = createHash('sha256');
+    let bodyLength = 0;
+    req.on('data', (chunk: Buffer) => {
+      bodyLength += chunk.length;
+      hash.update(chunk);
+    });
     req.on('end', () => {
       const u = new URL(req.url ?? '/', 'http://upstream.invalid');
       let status = 200;
@@ -63,11 +69,29 @@ export async function startUpstream(opts: StartUpstreamOptions = {}): Promise<Ru
       const statusMatch = /^\/status\/(\d{3})\/?$/.exec(u.pathname);
       if (statusMatch) status = Number(statusMatch[1]);
       if (u.pathname === '/slow') delay = Math.max(0, Math.min(Number(u.searchParams.get('ms') ?? '0') || 0, 120_000));
+      if (u.pathname === '/bytes') {
+        // A large streamed answer: N bytes in 64 KiB chunks, honouring back-pressure.
+        const total = Math.min(Number(u.searchParams.get('n') ?? '0') || 0, 64 * 1024 * 1024);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) });
+        const chunk = Buffer.alloc(64 * 1024, 0x61);
+        let sent = 0;
+        const pump = () => {
+          while (sent < total) {
+            const n = Math.min(chunk.length, total - sent);
+            sent += n;
+            if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void res.once('drain', pump);
+          }
+          res.end();
+        };
+        pump();
+        return;
+      }
       const respond = () => {
         if (res.destroyed) return;
         const noBody = status === 204 || status === 304 || (status >= 100 && status < 200) || req.method === 'HEAD';
-        const body = JSON.stringify({ name, method: seen.method, url: seen.url, headers: seen.headers });
+        const body = JSON.stringify({ name, method: seen.method, url: seen.url, headers: seen.headers, bodyLength, bodySha256: hash.digest('hex') });
         res.statusCode = status;
+        if (u.pathname === '/set-cookie') res.setHeader('Set-Cookie', ['app_session=abc; Path=/; HttpOnly', 'app_pref=dark; Path=/']);
         res.setHeader('Content-Type', 'application/json; charset=utf-8');
         res.setHeader('X-Upstream-Name', name);
         if (noBody) {
