@@ -242,10 +242,13 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
       const ctx = ctxFor('app.localtest', '/reports/2024', { cookie: cookieHeader });
       ctx.session = session;
       headers.run(ctx);
+      up.run(ctx);
+      const reqHeaders = ctx.upstreamHeaders!.slice();
+      // The stage appends Host to the header list; without one it only chooses the target.
+      ctx.upstreamHeaders = null;
       await bench('upstream', 'upstream stage: choose target', () => up.run(ctx));
       if (want('upstream')) {
         const dispatcher = createDispatcher(up, up.transport);
-        const reqHeaders = ctx.upstreamHeaders!;
         const roundTrip = async () => {
           const res = await dispatcher.request({ origin: ctx.upstream!.origin, path: ctx.target.path, method: 'GET', headers: reqHeaders });
           do_not_optimize(await res.body.arrayBuffer());

@@ -75,8 +75,13 @@ export interface RequestContext {
   allowlisted: boolean;
   /** Identity headers for the upstream (proxy) or the reverse proxy (forward auth). */
   identityHeaders: HeaderMap | null;
-  /** Headers sent upstream in proxy mode, built by the header stage. */
-  upstreamHeaders: HeaderMap | null;
+  /**
+   * Headers sent upstream in proxy mode, built by the header stage: a flat
+   * `[name, value, name, value, …]` list with lower-case names, exactly what the upstream
+   * receives (a list rather than an object: V8 turns objects with this many dynamically added
+   * keys into slow dictionaries, and undici takes the list as it is).
+   */
+  upstreamHeaders: string[] | null;
   /** Chosen by the upstream stage (proxy entries only). */
   upstream: UpstreamTarget | null;
   /** Set-Cookie values to add to whatever response is sent. */

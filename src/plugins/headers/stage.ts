@@ -82,12 +82,21 @@ function joinList(v: unknown): string {
   return headerValue(v.filter((x) => typeof x === 'string').join('|'));
 }
 
+interface IdentityHeaders {
+  /** `[name, value, …]` for the upstream request. */
+  readonly flat: string[];
+  /** The same, as an object, for forward-auth answers. */
+  readonly map: HeaderMap;
+  /** Their names, to drop client copies. */
+  readonly names: Set<string>;
+}
+
 @injectable()
 export class HeadersStage implements Stage {
   readonly name = 'headers';
   private readonly policy: HeaderPolicy;
   /** Identity headers per session, built on first use: claims do not change during a session. */
-  private readonly cache = new WeakMap<SessionRecord, { pairs: [string, string][]; map: HeaderMap; names: Set<string> }>();
+  private readonly cache = new WeakMap<SessionRecord, IdentityHeaders>();
   private readonly ownCookies: string[][];
   private readonly stripAuthorization: boolean[];
 
@@ -104,21 +113,25 @@ export class HeadersStage implements Stage {
     return CONTINUE;
   }
 
-  private identityOf(session: SessionRecord, p: ProviderRuntime) {
+  private identityOf(session: SessionRecord, p: ProviderRuntime): IdentityHeaders {
     let entry = this.cache.get(session);
     if (entry === undefined) {
       const pairs = buildIdentityHeaders(session, p, this.policy);
       const map: HeaderMap = {};
-      for (const [n, v] of pairs) map[n] = v;
-      entry = { pairs, map, names: new Set(pairs.map(([n]) => n)) };
+      const flat: string[] = [];
+      for (const [n, v] of pairs) {
+        map[n] = v;
+        flat.push(n, v);
+      }
+      entry = { flat, map, names: new Set(pairs.map(([n]) => n)) };
       this.cache.set(session, entry);
     }
     return entry;
   }
 
-  private upstreamHeaders(ctx: RequestContext, identity: { pairs: [string, string][]; names: Set<string> } | null): HeaderMap {
+  private upstreamHeaders(ctx: RequestContext, identity: IdentityHeaders | null): string[] {
     const src = ctx.headers;
-    const out: HeaderMap = {};
+    const out: string[] = [];
     const connectionListed = src.connection ? src.connection.toLowerCase().split(',').map((s) => s.trim()) : null;
     const stripAuth = this.stripAuthorization[ctx.provider.index]!;
     for (const name in src) {
@@ -132,16 +145,26 @@ export class HeadersStage implements Stage {
       if (norm !== name) continue; // an underscore spelling of anything is dropped: some servers fold it into `-`
       if (name === 'cookie') {
         const rest = withoutCookies(value as string, this.ownCookies[ctx.provider.index]!);
-        if (rest !== undefined) out.cookie = rest;
+        if (rest !== undefined) out.push('cookie', rest);
         continue;
       }
-      out[name] = Array.isArray(value) ? value.join(', ') : value;
+      if (typeof value === 'string') out.push(name, value);
+      else if (name === 'set-cookie') for (const v of value) out.push(name, v);
+      else out.push(name, value.join(', '));
     }
     const xff = ctx.peerTrusted ? src['x-forwarded-for'] : undefined;
-    out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${ctx.peerIp}` : ctx.peerIp;
-    out['x-forwarded-proto'] = ctx.target.scheme;
-    out['x-forwarded-host'] = ctx.target.host;
-    if (identity !== null) for (const [n, v] of identity.pairs) out[n] = v;
+    out.push(
+      'x-forwarded-for',
+      xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${ctx.peerIp}` : ctx.peerIp,
+      'x-forwarded-proto',
+      ctx.target.scheme,
+      'x-forwarded-host',
+      ctx.target.host,
+    );
+    if (identity !== null) {
+      const flat = identity.flat;
+      for (let i = 0; i < flat.length; i++) out.push(flat[i]!);
+    }
     return out;
   }
 }

@@ -49,8 +49,12 @@ export async function registerUpstream(scope: FastifyInstance, stage: UpstreamSt
     wsClientOptions: {
       rewriteRequestHeaders: (_headers: Record<string, string>, request: FastifyRequest) => {
         const out: Record<string, string> = {};
-        const src = request.portcullis?.upstreamHeaders ?? {};
-        for (const name in src) if (!name.startsWith('sec-websocket-')) out[name] = src[name]!;
+        const list = request.portcullis?.upstreamHeaders ?? [];
+        for (let i = 0; i < list.length; i += 2) {
+          const name = list[i]!;
+          // The WebSocket client makes its own handshake headers.
+          if (!name.startsWith('sec-websocket-')) out[name] = out[name] === undefined ? list[i + 1]! : `${out[name]}, ${list[i + 1]}`;
+        }
         return out;
       },
     },

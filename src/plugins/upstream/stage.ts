@@ -31,7 +31,7 @@ export class UpstreamStage implements Stage {
       return page({ status: 502, title: 'No upstream', message: 'This provider has no internal_host to proxy to.', requestId: ctx.requestId, wantsJson: ctx.wantsJson, code: 'upstream.not_configured' });
     }
     ctx.upstream = target;
-    if (ctx.upstreamHeaders !== null) ctx.upstreamHeaders.host = target.hostHeader;
+    if (ctx.upstreamHeaders !== null) ctx.upstreamHeaders.push('host', target.hostHeader);
     return CONTINUE;
   }
 

@@ -50,7 +50,7 @@ export function createForwarder(opts: TransportOptions) {
         origin: target.origin,
         path: t.query === '' ? t.path : `${t.path}?${t.query}`,
         method: request.method as Dispatcher.HttpMethod,
-        headers: ctx.upstreamHeaders as Record<string, string>,
+        headers: ctx.upstreamHeaders!,
         body,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
