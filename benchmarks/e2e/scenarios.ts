@@ -22,6 +22,7 @@ export const SCENARIOS: readonly ScenarioDef[] = [
   { id: 6, key: 'hello', label: 'Fastify hello world' },
   { id: 7, key: 'express', label: 'express + express-openid-connect + http-proxy-middleware' },
   { id: 8, key: 'nginx', label: 'nginx proxy_pass' },
+  { id: 9, key: 'hello-identity', label: 'Fastify hello world + the same identity headers as 5' },
 ];
 
 export interface E2EOptions {
@@ -82,6 +83,8 @@ async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
   const up = env.upstream;
   const upPort = up.info.port as number;
   const targets: Target[] = [];
+  /** The identity headers of the decision answer (scenario 5), replayed by scenario 9. */
+  let decisionHeaders: Record<string, string> | null = null;
   const results = new Map<number, ScenarioResult>();
   const def = (id: number) => SCENARIOS.find((s) => s.id === id)!;
   const skip = (id: number, note: string) => {
@@ -123,7 +126,18 @@ async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
       const headers = { host, cookie, 'x-original-url': original };
       const probe = await httpGet(`http://${host}${decision}`, { headers });
       if (probe.status !== 200 || probe.headers['x-authentik-username'] !== 'alice') skip(5, `authenticated decision probe got ${probe.status} without X-authentik-username`);
-      else targets.push({ def: def(5), server: s, url: local(s.info.port, decision), headers });
+      else {
+        targets.push({ def: def(5), server: s, url: local(s.info.port, decision), headers });
+        decisionHeaders = Object.fromEntries(Object.entries(probe.headers).filter(([k]) => k.startsWith('x-authentik-') || k === 'user-agent').map(([k, v]) => [k, String(v)]));
+      }
+    }
+  }
+  if (want.has(9)) {
+    if (!decisionHeaders) skip(9, 'needs scenario 5 (its answer headers)');
+    else {
+      const s = await startNodeServer('hello-identity', 'hello', { headers: decisionHeaders });
+      env.children.push(s);
+      targets.push({ def: def(9), server: s, url: local(s.info.port), headers: {} });
     }
   }
   if (want.has(6)) {

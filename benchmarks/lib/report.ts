@@ -136,6 +136,8 @@ function targetLines(r: Results): string[] {
   };
   row('Proxy mode authenticated (3) ≥ 1.0× bare @fastify/http-proxy (2)', pairedRatio(by(3), by(2)), 1);
   row('auth/nginx decision (5) ≥ 0.8× Fastify hello world (6)', pairedRatio(by(5), by(6)), 0.8);
+  const sameHeaders = pairedRatio(by(5), by(9));
+  if (sameHeaders !== undefined) out.push(`| (for reference) auth/nginx decision (5) vs hello world sending the same identity headers (9) | ${sameHeaders.toFixed(2)}× | – |`);
   const express = by(7);
   if (express?.status === 'ok') out.push(`| Portcullis proxy authenticated (3) ahead of express + express-openid-connect (7) | ${pairedRatio(by(3), express)?.toFixed(1) ?? '–'}× | ${(pairedRatio(by(3), express) ?? 0) >= 2 ? 'met' : '**missed**'} |`);
   if (r.memory) {

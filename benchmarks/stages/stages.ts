@@ -11,6 +11,7 @@ import { parseConfig } from '../../src/config/index.js';
 import { Outpost } from '../../src/server/outpost.js';
 import { EmbeddedSessionStore } from '../../src/sessions/embedded-store.js';
 import type { RequestContext, Stage } from '../../src/pipeline/contract.js';
+import { runStages } from '../../src/pipeline/chain.js';
 import type { SessionRecord } from '../../src/sessions/store.js';
 import type { Logger } from '../../src/pipeline/logger.js';
 import { compileMappings, compileAccessRules } from '../../src/mappings/index.js';
@@ -130,6 +131,7 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
           ],
         }),
         ...Object.entries(PROVIDER_HOSTS).map(([name, n]) => provider(name, { skip_path_regex: allowlistPatterns(n).join('\n') })),
+        { ...provider('fwd', { mode: 'forward_single' }), internal_host: undefined },
       ],
     };
     const parsed = parseConfig(stringify(config), { source: 'stage bench config', baseDir: dir });
@@ -257,6 +259,33 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
         await bench('upstream', 'round trip through the stage dispatcher (local server, serial)', roundTrip);
         await dispatcher.close();
       }
+    }
+
+    // --- the whole chain: context + every stage, as a request runs it (no server) -----------
+    if (want('chain')) {
+      const stages = outpost.stages.map((b) => b.stage);
+      const contexts = outpost.contexts;
+      const fwd = outpost.providers.byName('fwd')!;
+      const fwdSession = { ...sessionRecord('fwd', 10), id: 'fwd-session' };
+      await store.put(fwdSession);
+      const fwdCookie = `${fwd.cookieName}=${encodeURIComponent(fwd.sessionCodec.encode({ s: fwdSession.id }))}`;
+      const run = (req: Parameters<typeof contexts.build>[0]) => {
+        const ctx = contexts.build(req, 'bench-request');
+        if ('kind' in ctx) throw new Error(`chain bench: ${ctx.status}`);
+        return runStages(stages, ctx);
+      };
+      const proxyReq = { method: 'GET', url: '/reports/2024?x=1', headers: { host: 'app.localtest', ...BROWSER_HEADERS, cookie: cookieHeader }, socket: { remoteAddress: '127.0.0.1' } };
+      const decisionReq = {
+        method: 'GET',
+        url: '/outpost.goauthentik.io/auth/nginx',
+        headers: { host: 'fwd.localtest', 'x-original-url': 'https://fwd.localtest/reports/2024?x=1', ...BROWSER_HEADERS, cookie: fwdCookie },
+        socket: { remoteAddress: '127.0.0.1' },
+      };
+      const probe = run(decisionReq) as { kind: string; status?: number };
+      if (probe.kind !== 'respond' || probe.status !== 200) throw new Error(`chain bench: decision answered ${probe.status}`);
+      await bench('chain', 'proxy request: context only', () => contexts.build(proxyReq, 'bench-request'));
+      await bench('chain', 'proxy request, authenticated: context + all stages', () => run(proxyReq));
+      await bench('chain', 'auth/nginx decision, authenticated: context + all stages', () => run(decisionReq));
     }
   } finally {
     await outpost?.close().catch(() => undefined);
