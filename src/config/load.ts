@@ -302,7 +302,9 @@ function dedupeErrors(errors: ErrorObject[]): ErrorObject[] {
     else constants.set(e.instancePath, { ...e, message: `must be one of ${allowed}` });
   }
   for (const e of errors) {
-    if (e.keyword === 'anyOf' || e.keyword === 'oneOf') continue;
+    // Combinator summaries ('must match a schema in anyOf', 'must match "then" schema') repeat what
+    // the branch's own errors say.
+    if (e.keyword === 'anyOf' || e.keyword === 'oneOf' || e.keyword === 'if') continue;
     if (e.keyword === 'const') {
       const merged = constants.get(e.instancePath);
       if (merged && !out.includes(merged)) out.push(merged);

@@ -78,6 +78,31 @@ const EmbeddedStore = Type.Object(
   { additionalProperties: false },
 );
 
+const RedisStore = Type.Object(
+  {
+    type: Type.Literal('redis'),
+    url: Type.String({
+      pattern: '^rediss?://[^\\s]+$',
+      description: 'redis://[user:password@]host[:port][/db], or rediss:// for TLS; may use ${ENV} / ${file:…} for the password.',
+    }),
+    key_prefix: Type.String({ default: 'portcullis:', description: 'Prefix of every key Portcullis writes.' }),
+  },
+  { additionalProperties: false },
+);
+
+// One of the two stores, chosen by `type`: a union in the static type, but if/then/else in the
+// JSON schema, because Ajv does not apply defaults (path, key_prefix) inside anyOf, and so that
+// errors name the chosen member's fields only (Ajv adds one 'must match "then" schema' line).
+const SessionStoreConfig = Type.Unsafe<Static<typeof EmbeddedStore> | Static<typeof RedisStore>>({
+  type: 'object',
+  required: ['type'],
+  properties: { type: Type.Union([Type.Literal('embedded'), Type.Literal('redis')]) },
+  if: { properties: { type: { const: 'redis' } }, required: ['type'] },
+  then: { ...RedisStore, properties: { ...RedisStore.properties, type: {} } },
+  else: { ...EmbeddedStore, properties: { ...EmbeddedStore.properties, type: {} } },
+  default: { type: 'embedded' },
+});
+
 const Listener = Type.Union([Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):\\d{1,5}$' }), Type.Null()]);
 
 export const OutpostSchema = Type.Object(
@@ -95,7 +120,7 @@ export const OutpostSchema = Type.Object(
       description: 'CIDRs (or addresses) whose X-Forwarded-* headers are believed. Default: none.',
     }),
     tls: Type.Object({ certificates: Type.Array(TlsCertificate, { default: [] }) }, { additionalProperties: false, default: {} }),
-    session_store: Type.Union([EmbeddedStore], { default: { type: 'embedded' } }),
+    session_store: SessionStoreConfig,
     log_level: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
       { default: 'info' },

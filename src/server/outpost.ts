@@ -18,6 +18,7 @@ import { ContextFactory, type EntryResolver } from '../pipeline/context.js';
 import { pipelineScope, sendRespond } from '../pipeline/fastify.js';
 import type { SessionStore } from '../sessions/store.js';
 import { EmbeddedSessionStore } from '../sessions/embedded-store.js';
+import { RedisSessionStore } from '../sessions/redis-store.js';
 import { deriveKey } from '../sessions/cookie-codec.js';
 import { normalizePath, TargetError } from '../http/normalize.js';
 import { page } from '../http/pages.js';
@@ -55,14 +56,18 @@ export class Outpost {
     const log = opts.logger ?? pino({ level: config.outpost.log_level, redact: REDACT_PATHS, base: { outpost: config.outpost.name } });
     const logger = log as unknown as Logger;
     const providers = await buildProviders(config, logger);
+    const storeConfig = config.outpost.session_store;
+    const storeKeys = () => new Map(config.providers.map((p) => [p.name, deriveKey(p.cookie_secret, `journal:${p.client_id}`)]));
     const store =
       opts.store ??
       (opts.checkOnly ? new EmbeddedSessionStore({ path: null, keys: new Map(), log: logger }) : undefined) ??
-      new EmbeddedSessionStore({
-        path: resolve(config.baseDir, config.outpost.session_store.path),
-        keys: new Map(config.providers.map((p) => [p.name, deriveKey(p.cookie_secret, `journal:${p.client_id}`)])),
-        log: logger.child({ component: 'sessions' }),
-      });
+      (storeConfig.type === 'redis'
+        ? new RedisSessionStore({ url: storeConfig.url, keyPrefix: storeConfig.key_prefix, keys: storeKeys(), log: logger.child({ component: 'sessions' }) })
+        : new EmbeddedSessionStore({
+            path: resolve(config.baseDir, storeConfig.path),
+            keys: storeKeys(),
+            log: logger.child({ component: 'sessions' }),
+          }));
     await store.open();
 
     const container = rootContainer.createChildContainer();

@@ -8,8 +8,8 @@
 // rewritten with only the live sessions.
 import { openSync, writeSync, fsyncSync, closeSync, readFileSync, renameSync, mkdirSync, existsSync, chmodSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { SessionRecord, SessionStore } from './store.js';
+import { sealRecord, unsealRecord } from './sealed.js';
 import type { Logger } from '../pipeline/logger.js';
 
 export interface EmbeddedStoreOptions {
@@ -137,11 +137,7 @@ export class EmbeddedSessionStore implements SessionStore {
   private line(r: SessionRecord): string {
     const key = this.opts.keys.get(r.provider);
     if (!key) throw new Error(`no journal key for provider ${r.provider}`);
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', key, iv);
-    cipher.setAAD(Buffer.from(r.id));
-    const data = Buffer.concat([cipher.update(JSON.stringify(r), 'utf8'), cipher.final()]);
-    const d = Buffer.concat([iv, cipher.getAuthTag(), data]).toString('base64');
+    const d = sealRecord(key, r);
     return JSON.stringify({ op: 'put', p: r.provider, id: r.id, x: r.expiresAt, d } satisfies JournalPut) + '\n';
   }
 
@@ -166,13 +162,8 @@ export class EmbeddedSessionStore implements SessionStore {
       const key = this.opts.keys.get(entry.p);
       if (!key) continue; // provider removed from config: its sessions go
       try {
-        const buf = Buffer.from(entry.d, 'base64');
-        const decipher = createDecipheriv('aes-256-gcm', key, buf.subarray(0, 12));
-        decipher.setAuthTag(buf.subarray(12, 28));
-        decipher.setAAD(Buffer.from(entry.id));
-        const json = Buffer.concat([decipher.update(buf.subarray(28)), decipher.final()]).toString('utf8');
-        const record = JSON.parse(json) as SessionRecord;
-        if (record.id !== entry.id) continue;
+        const record = unsealRecord(key, entry.id, entry.d);
+        if (record === undefined) continue;
         this.remember(record);
       } catch {
         bad++; // key changed (cookie_secret rotated) or corrupted: the session is gone
