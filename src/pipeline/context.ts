@@ -60,12 +60,18 @@ const ACTIONS: Record<string, Action> = {
 const SIGNATURE = /(?:^|&)x-authentik-(auth-callback|logout)=true(?:&|$)/i;
 
 const isLoopback = proxyaddr.compile('loopback');
+/** Peer classes: in trusted_proxies; else a loopback address; else anything else. */
+const PEER_TRUSTED = 1;
+const PEER_LOOPBACK = 2;
+const PEER_OTHER = 3;
+const PEER_CACHE_LIMIT = 10_000;
 
 export class ContextFactory {
   private readonly trust: (addr: string, i: number) => boolean;
   /** `trusted_proxies` is empty: forward-auth endpoints accept loopback peers. */
   private readonly loopbackDefault: boolean;
   private readonly exactEntries = new Map<string, EntryResolver>();
+  private readonly peerClasses = new Map<string, number>();
   private readonly prefixEntries: EntryResolver[] = [];
 
   constructor(
@@ -82,14 +88,29 @@ export class ContextFactory {
   }
 
   isTrusted(addr: string): boolean {
-    return this.trust(addr, 0);
+    return this.peerClass(addr) !== PEER_OTHER;
+  }
+
+  /**
+   * What a peer address is, memoized: proxy-addr parses the address string on every call, and
+   * the same few peers (the reverse proxy, a load balancer) send every request. Bounded.
+   */
+  private peerClass(addr: string): number {
+    let c = this.peerClasses.get(addr);
+    if (c === undefined) {
+      c = this.trust(addr, 0) ? PEER_TRUSTED : isLoopback(addr, 0) ? PEER_LOOPBACK : PEER_OTHER;
+      if (this.peerClasses.size >= PEER_CACHE_LIMIT) this.peerClasses.clear();
+      this.peerClasses.set(addr, c);
+    }
+    return c;
   }
 
   /** The context, or an answer when the request cannot be served (bad target, unknown host). */
   build(req: RawRequestView, requestId: string): RequestContext | Respond {
     const headers = req.headers;
     const peerIp = req.socket.remoteAddress ?? '';
-    const peerTrusted = peerIp !== '' && this.trust(peerIp, 0);
+    const peerClass = peerIp === '' ? PEER_OTHER : this.peerClass(peerIp);
+    const peerTrusted = peerClass === PEER_TRUSTED;
     const json = wantsJson(headers.accept, headers['x-requested-with']);
     const view: PeerView = { peerIp, peerTrusted, forwardTrusted: peerTrusted, requestId, wantsJson: json };
 
@@ -107,7 +128,7 @@ export class ContextFactory {
     let target = split;
     const resolver = this.entryFor(split.path);
     if (resolver) {
-      const forwardTrusted = peerTrusted || (this.loopbackDefault && peerIp !== '' && isLoopback(peerIp, 0));
+      const forwardTrusted = peerTrusted || (this.loopbackDefault && peerClass === PEER_LOOPBACK);
       const original = resolver.extract(req, forwardTrusted === peerTrusted ? view : { ...view, forwardTrusted }, split.path);
       if ('kind' in original) return original;
       entry = resolver.entry;
