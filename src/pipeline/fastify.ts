@@ -16,12 +16,48 @@ declare module 'fastify' {
   }
 }
 
-/** Writes a stage's answer, with any cookies a stage asked to set. */
+/**
+ * Writes a stage's answer, with any cookies a stage asked to set. The answer is complete (status,
+ * headers, body are all known), so it is written to the socket in one `writeHead` + `end` with
+ * the headers as a flat list — cached per headers object, since stages reuse frozen answers
+ * (a forward-auth decision is the same for every request of a session). Fastify's onResponse
+ * hooks (the request log) still run.
+ */
 export function sendRespond(reply: FastifyReply, ctx: RequestContext | null, out: Respond): FastifyReply {
-  reply.code(out.status);
-  if (out.headers) reply.headers(out.headers);
-  if (ctx?.setCookies) for (const c of ctx.setCookies) reply.header('set-cookie', c);
-  return reply.send(out.body ?? '');
+  const body = out.body ?? '';
+  const list = out.headers === undefined ? EMPTY : flatHeaders(out.headers);
+  const cookies = ctx?.setCookies;
+  let headers: string[];
+  if (cookies) {
+    headers = list.slice();
+    for (const c of cookies) headers.push('set-cookie', c);
+  } else {
+    headers = list as string[];
+  }
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(out.status, [...headers, 'content-length', String(Buffer.byteLength(body))]);
+  res.end(body);
+  return reply;
+}
+
+const EMPTY: readonly string[] = Object.freeze([]);
+const flattened = new WeakMap<object, readonly string[]>();
+
+function flatHeaders(headers: Readonly<Record<string, string | string[]>>): readonly string[] {
+  let list = flattened.get(headers);
+  if (list === undefined) {
+    const out: string[] = [];
+    for (const name in headers) {
+      const v = headers[name]!;
+      if (typeof v === 'string') out.push(name, v);
+      else for (const one of v) out.push(name, one);
+    }
+    list = Object.freeze(out);
+    // Only frozen answers are reused by stages; others are built per request.
+    if (Object.isFrozen(headers)) flattened.set(headers, list);
+  }
+  return list;
 }
 
 /** The onRequest hook of one stage. Callback style: a sync stage costs no promise. */
