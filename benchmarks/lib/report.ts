@@ -78,8 +78,9 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 /** Horizontal bars, one per measured scenario, req/s; the bare proxy marked by a dashed line. */
 export function svgChart(r: Results): string {
   const rows = (r.e2e ?? []).filter((x) => x.status === 'ok' && x.rps !== undefined);
-  const width = 900;
-  const labelW = 360;
+  // The label column fits the longest label (about 7 px per character at 13 px).
+  const labelW = Math.max(200, 16 + 7 * Math.max(0, ...rows.map((x) => `${x.id}. ${x.label}`.length)));
+  const width = labelW + 540;
   const barH = 26;
   const gap = 10;
   const top = 50;
