@@ -40,6 +40,9 @@ export function validateRedirect(rd: string | undefined | null, policy: Redirect
     }
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+  // No downgrade: behind an https external_host the session cookie is Secure, so a plain-http
+  // target would only leak the URL and loop back to the login.
+  if (url.protocol === 'http:' && policy.externalBase.startsWith('https:')) return null;
   if (url.username || url.password) return null;
   const scheme = url.protocol === 'https:' ? 'https' : 'http';
   const host = normalizeHost(url.host, scheme);

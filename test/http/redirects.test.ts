@@ -91,8 +91,16 @@ test('empty, missing and over-long values are refused', () => {
 });
 
 test('scheme and host are case-insensitive', () => {
-  accepted('HTTP://APP.EXAMPLE.COM/x', single, 'http://app.example.com/x');
+  accepted('HTTP://APP.LOCALTEST:8080/x', withPort, 'http://app.localtest:8080/x');
+  accepted('HTTPS://APP.EXAMPLE.COM/x', single, 'https://app.example.com/x');
   accepted('https://App.Example.Com/Reports', single, 'https://app.example.com/Reports');
+});
+
+test('behind an https external host, plain-http targets are refused (no downgrade)', () => {
+  refused('http://app.example.com/x', single);
+  refused('http://a.example.com/x', domain);
+  refused('http://example.com/', domain);
+  accepted('https://a.example.com/x', domain, 'https://a.example.com/x');
 });
 
 test('the port must match the external host', () => {
