@@ -136,7 +136,7 @@ export class ContextFactory {
       scheme = original.scheme;
       rawHost = original.host;
       try {
-        target = splitTarget(original.target);
+        target = splitTarget(utf8FromHeader(original.target));
       } catch (err) {
         return badTarget(err as Error, view);
       }
@@ -224,6 +224,23 @@ export class ContextFactory {
     for (const r of this.prefixEntries) if (path === r.path || path.startsWith(r.path + '/')) return r;
     return undefined;
   }
+}
+
+/**
+ * Node reads header values as latin1, so a forwarded URL holding raw UTF-8 (nginx's
+ * `$request_uri` passes what the client sent) arrives as one character per byte; read those bytes
+ * as UTF-8 again so that `é` is normalized to `%C3%A9`, as it would be in a request line.
+ */
+function utf8FromHeader(value: string): string {
+  for (let i = 0; i < value.length; i++) {
+    if (value.charCodeAt(i) > 0x7f) {
+      const bytes = Buffer.from(value, 'latin1');
+      const decoded = bytes.toString('utf8');
+      // Not valid UTF-8: keep the bytes as latin1 characters (each is then percent-encoded).
+      return Buffer.from(decoded, 'utf8').equals(bytes) ? decoded : value;
+    }
+  }
+  return value;
 }
 
 function first(v: string | string[] | undefined): string | undefined {

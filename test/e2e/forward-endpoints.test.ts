@@ -233,6 +233,14 @@ describe('refusals', () => {
       }
     }
   });
+  test('a forwarded URL with raw UTF-8 is read as UTF-8 and percent-encoded once', async () => {
+    // On the wire the header holds the bytes C3 A9 for "é"; Node reads them as two latin1 characters.
+    const raw = Buffer.from('/caf\u00e9/men\u00fc?x=1', 'utf8').toString('latin1');
+    const res = await check('traefik', { host: appHost(), target: raw });
+    assert.equal(res.status, 302);
+    const rd = new URL(String(res.headers.location)).searchParams.get('rd')!;
+    assert.equal(rd, `http://${appHost()}/caf%C3%A9/men%C3%BC?x=1`);
+  });
 });
 
 describe('login endpoints and signatures in the forwarded URL', () => {
