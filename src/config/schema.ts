@@ -103,7 +103,8 @@ const SessionStoreConfig = Type.Unsafe<Static<typeof EmbeddedStore> | Static<typ
   default: { type: 'embedded' },
 });
 
-const Listener = Type.Union([Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):\\d{1,5}$' }), Type.Null()]);
+const ListenAddress = Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):\\d{1,5}$' });
+const Listener = Type.Union([ListenAddress, Type.Null()]);
 
 export const OutpostSchema = Type.Object(
   {
@@ -127,6 +128,15 @@ export const OutpostSchema = Type.Object(
     ),
     upstream_timeout: Type.Integer({ minimum: 1, default: 30, description: 'Seconds to wait for an upstream response (then 504).' }),
     upstream_connections: Type.Integer({ minimum: 1, default: 128, description: 'Connections kept per upstream origin.' }),
+    metrics: Type.Object(
+      {
+        listen: Type.Union([ListenAddress, Type.Null()], {
+          default: null,
+          description: 'host:port of the Prometheus /metrics listener (authentik uses 9300), or null for none. No authentication: bind it to a private address.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false },
 );

@@ -14,3 +14,16 @@ export const LOGGER: InjectionToken<Logger> = Symbol.for('portcullis.logger');
 export const STAGE_OPTIONS: InjectionToken<unknown> = Symbol.for('portcullis.stageOptions');
 /** Portcullis's version string, as sent in X-authentik-meta-version. */
 export const VERSION: InjectionToken<string> = Symbol.for('portcullis.version');
+
+/**
+ * Observes the login flow's outcomes (metrics). Optional: when nothing is registered the auth
+ * stage uses `NO_AUTH_EVENTS`. Called once per login callback / sign-out, never per request.
+ */
+export interface AuthEvents {
+  /** A login callback finished: a session was created (`ok`), or the login was refused. */
+  login(provider: string, ok: boolean): void;
+  /** A signed-in user signed out (all of the user's sessions were ended). */
+  signOut(provider: string): void;
+}
+export const AUTH_EVENTS: InjectionToken<AuthEvents> = Symbol.for('portcullis.authEvents');
+export const NO_AUTH_EVENTS: AuthEvents = Object.freeze({ login() {}, signOut() {} });

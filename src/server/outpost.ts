@@ -10,7 +10,7 @@ import { pino, type Logger as PinoLogger } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import type { PortcullisConfig } from '../config/schema.js';
 import { buildProviders, OUTPOST_PREFIX, type ProviderRegistry } from '../config/provider.js';
-import { CONFIG, LOGGER, PROVIDERS, SESSION_STORE, VERSION } from '../pipeline/tokens.js';
+import { AUTH_EVENTS, CONFIG, LOGGER, NO_AUTH_EVENTS, PROVIDERS, SESSION_STORE, VERSION } from '../pipeline/tokens.js';
 import { REDACT_PATHS, type Logger } from '../pipeline/logger.js';
 import { StageRegistry } from '../pipeline/registry.js';
 import { buildChain, DEFAULT_CHAIN, type BuiltStage } from '../pipeline/chain.js';
@@ -24,6 +24,7 @@ import { normalizePath, TargetError } from '../http/normalize.js';
 import { page } from '../http/pages.js';
 import { builtInStages, builtInEntries } from '../plugins/index.js';
 import { buildTls } from './tls.js';
+import { OutpostMetrics } from './metrics.js';
 import { VERSION_STRING } from '../version.js';
 
 export interface OutpostOptions {
@@ -50,6 +51,8 @@ export class Outpost {
     readonly stages: readonly BuiltStage[],
     readonly contexts: ContextFactory,
     readonly log: PinoLogger,
+    /** Prometheus metrics, or null when `outpost.metrics.listen` is not set. */
+    readonly metrics: OutpostMetrics | null,
   ) {}
 
   static async create(config: PortcullisConfig, opts: OutpostOptions = {}): Promise<Outpost> {
@@ -70,12 +73,17 @@ export class Outpost {
           }));
     await store.open();
 
+    const metrics = config.outpost.metrics?.listen
+      ? new OutpostMetrics({ outpostName: config.outpost.name, providers, store, log: logger.child({ component: 'metrics' }) })
+      : null;
+
     const container = rootContainer.createChildContainer();
     container.register(CONFIG, { useValue: config });
     container.register(PROVIDERS, { useValue: providers });
     container.register(SESSION_STORE, { useValue: store });
     container.register(LOGGER, { useValue: logger });
     container.register(VERSION, { useValue: VERSION_STRING });
+    container.register(AUTH_EVENTS, { useValue: metrics ?? NO_AUTH_EVENTS });
 
     const registry = opts.registry ?? new StageRegistry();
     for (const def of builtInStages) if (!registry.get(def.name)) registry.register(def);
@@ -92,7 +100,7 @@ export class Outpost {
     // Discovery in the background: the first login should not wait for it, and an IdP that is
     // down at start-up must not stop the outpost (logins get 503 until it answers).
     if (!opts.checkOnly) for (const p of providers.all) p.oidc.ready().catch(() => undefined);
-    return new Outpost(config, container, providers, store, stages, contexts, log);
+    return new Outpost(config, container, providers, store, stages, contexts, log, metrics);
   }
 
   /** A Fastify instance serving the outpost (not listening). */
@@ -148,6 +156,14 @@ export class Outpost {
       );
       done();
     });
+    // Decided here, once: without metrics there is no hook and no per-request work at all.
+    const metrics = this.metrics;
+    if (metrics !== null) {
+      app.addHook('onResponse', (request, reply, done) => {
+        metrics.observeRequest(request, reply);
+        done();
+      });
+    }
     app.setErrorHandler((err, request, reply) => {
       request.log.error({ err, reqId: request.id }, 'request failed');
       if (reply.sent) return;
@@ -171,8 +187,8 @@ export class Outpost {
   }
 
   /** Starts the configured listeners; returns their addresses. */
-  async listen(): Promise<{ http?: AddressInfo; https?: AddressInfo }> {
-    const out: { http?: AddressInfo; https?: AddressInfo } = {};
+  async listen(): Promise<{ http?: AddressInfo; https?: AddressInfo; metrics?: AddressInfo }> {
+    const out: { http?: AddressInfo; https?: AddressInfo; metrics?: AddressInfo } = {};
     const { http: httpListen, https: httpsListen } = this.config.outpost.listeners;
     if (httpListen) {
       const app = await this.buildApp();
@@ -191,11 +207,18 @@ export class Outpost {
       await app.listen({ host, port });
       out.https = app.server.address() as AddressInfo;
     }
+    const metricsListen = this.config.outpost.metrics?.listen;
+    if (this.metrics !== null && metricsListen) {
+      const { host, port } = splitListen(metricsListen);
+      out.metrics = await this.metrics.listen(host, port);
+      this.log.info({ metrics: out.metrics }, 'Prometheus metrics at /metrics');
+    }
     return out;
   }
 
   async close(): Promise<void> {
     for (const app of this.apps.splice(0)) await app.close();
+    await this.metrics?.close();
     await this.store.close();
   }
 }

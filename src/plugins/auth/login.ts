@@ -5,6 +5,7 @@ import * as client from 'openid-client';
 import type { RequestContext, Respond } from '../../pipeline/contract.js';
 import type { ProviderRuntime } from '../../config/provider.js';
 import type { Logger } from '../../pipeline/logger.js';
+import { NO_AUTH_EVENTS, type AuthEvents } from '../../pipeline/tokens.js';
 import { userKeyOf, userTag, type SessionRecord, type SessionStore, type SessionProxySettings } from '../../sessions/store.js';
 import { OidcError } from '../../oidc/client.js';
 import { validateRedirect } from '../../http/redirects.js';
@@ -35,6 +36,7 @@ export class LoginFlow {
     providers: readonly ProviderRuntime[],
     private readonly store: SessionStore,
     private readonly log: Logger,
+    private readonly events: AuthEvents = NO_AUTH_EVENTS,
   ) {
     // Compiled once, here; evaluated once per login, never per request.
     for (const p of providers) this.mappings.set(p, compileMappings(p.config.mappings));
@@ -67,6 +69,18 @@ export class LoginFlow {
   }
 
   async callback(ctx: RequestContext): Promise<Respond> {
+    let ok = false;
+    try {
+      const out = await this.completeLogin(ctx);
+      // Only a stored session answers 302 (back to the original URL); every refusal is a 4xx/5xx page.
+      ok = out.status === 302;
+      return out;
+    } finally {
+      this.events.login(ctx.provider.name, ok);
+    }
+  }
+
+  private async completeLogin(ctx: RequestContext): Promise<Respond> {
     const p = ctx.provider;
     const params = new URLSearchParams(ctx.target.query);
     const now = Math.floor(Date.now() / 1000);
@@ -180,6 +194,7 @@ export class LoginFlow {
     }
     const ended = await this.store.deleteUser(session.userKey);
     this.log.info({ provider: p.name, user: userTag(session.userKey), sessions: ended, requestId: ctx.requestId }, 'signed out: all sessions of the user ended');
+    this.events.signOut(p.name);
     let location = p.postLogoutUrl;
     try {
       await p.oidc.ready();

@@ -3,7 +3,7 @@
 // cookie is exactly "no cookie" (and is cleared). It also runs the login endpoints.
 import { inject, injectable } from 'tsyringe';
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
-import { PROVIDERS, SESSION_STORE, LOGGER } from '../../pipeline/tokens.js';
+import { PROVIDERS, SESSION_STORE, LOGGER, AUTH_EVENTS, type AuthEvents } from '../../pipeline/tokens.js';
 import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
 import type { SessionRecord, SessionStore } from '../../sessions/store.js';
 import type { Logger } from '../../pipeline/logger.js';
@@ -24,8 +24,9 @@ export class AuthStage implements Stage {
     @inject(PROVIDERS) providers: ProviderRegistry,
     @inject(SESSION_STORE) private readonly store: SessionStore,
     @inject(LOGGER) log: Logger,
+    @inject(AUTH_EVENTS, { isOptional: true }) events?: AuthEvents,
   ) {
-    this.login = new LoginFlow(providers.all, store, log.child({ stage: 'auth' }));
+    this.login = new LoginFlow(providers.all, store, log.child({ stage: 'auth' }), events);
   }
 
   run(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
