@@ -2,7 +2,7 @@
 // `pipeline:` as a module, options validated at start, 403 outside the allowed CIDRs.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { startStack, quietLogger, type Stack } from '../support/stack.js';

@@ -1,7 +1,9 @@
-// The Fastify side of the upstream stage: @fastify/http-proxy (on @fastify/reply-from and an
-// undici Agent) registered in the pipeline scope, so every proxied request and WebSocket upgrade
-// has passed the stage hooks first. The request URL it forwards is the normalized one
-// (Fastify's rewriteUrl), the headers are the header stage's, the origin the upstream stage's.
+// The Fastify side of the upstream stage: @fastify/http-proxy registered in the pipeline scope,
+// so every proxied request and WebSocket upgrade has passed the stage hooks first. It routes,
+// streams request bodies and proxies WebSocket upgrades; HTTP requests are forwarded by
+// Portcullis's own transport (transport.ts) through one undici Agent with a pool per origin.
+// What is forwarded: the normalized path (Fastify's rewriteUrl), the header stage's header list,
+// the upstream stage's origin.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
 import { Agent, Pool, type Dispatcher } from 'undici';
