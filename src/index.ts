@@ -1,6 +1,6 @@
 // Portcullis's public API, for programs that embed it and for third-party stage authors:
 //   import { defineStage, CONTINUE, STAGE_OPTIONS, page } from 'portcullis';
-export { CONTINUE, defineStage, respond } from './pipeline/contract.js';
+export { CONTINUE, NO_OPTIONS, defineStage, respond } from './pipeline/contract.js';
 export type { Action, Continue, Entry, HeaderMap, RequestContext, RequestTarget, Respond, Stage, StageDefinition, StageOutcome, UpstreamTarget } from './pipeline/contract.js';
 export { CONFIG, LOGGER, PROVIDERS, SESSION_STORE, STAGE_OPTIONS, VERSION } from './pipeline/tokens.js';
 export type { Logger } from './pipeline/logger.js';

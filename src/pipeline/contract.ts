@@ -4,7 +4,7 @@
 // per-request `RequestContext`; it never reaches into another stage. It can be
 // constructed through the DI container and run without a server (unit tests, benchmarks).
 import type { IncomingHttpHeaders } from 'node:http';
-import type { TSchema } from '@sinclair/typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
 import type { DependencyContainer } from 'tsyringe';
 import type { FastifyInstance } from 'fastify';
 import type { ProviderRuntime } from '../config/provider.js';
@@ -136,6 +136,9 @@ export interface StageDefinition<Options = unknown> {
    */
   fastify?(scope: FastifyInstance, stage: Stage): Promise<void>;
 }
+
+/** The options schema of a stage that takes none: any option given is a config error. */
+export const NO_OPTIONS = Type.Object({}, { additionalProperties: false, description: 'This stage takes no options.' });
 
 export function defineStage<Options>(definition: StageDefinition<Options>): StageDefinition<Options> {
   return definition;

@@ -128,3 +128,16 @@ test('the pipeline is built too: an unknown stage or bad stage options fail the 
   assert.equal(run2.code, 1);
   assert.match(run2.stderr, /pipeline\[1\]\.options/);
 });
+
+test('built-in stages take no options: a stray one fails the check', async () => {
+  const file = write('builtin-options.yaml', provider(`pipeline:
+  - stage: auth
+  - stage: allowlist
+    options: { patterns: ['^/'] }
+  - stage: headers
+  - stage: upstream
+`));
+  const run = await check(file, { DEMO_CLIENT_SECRET: 'x' });
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /pipeline\[1\]\.options: allowlist: must NOT have additional properties \("patterns"\)/);
+});
