@@ -104,6 +104,22 @@ describe('login', () => {
     assert.equal(seen(final).url, '/list?a=1&b=2&c=%2F');
   });
 
+  test('the callback signature works on any URL (?X-authentik-auth-callback=true)', async () => {
+    const jar = new CookieJar();
+    await loginThrough(stack.url(APP, '/first'), ALICE, { jar });
+    // A second login in the same browser: the IdP answers at once (its own session) with a
+    // redirect to the callback; deliver that answer to another path, signature and all.
+    const start = stack.url(APP, `/outpost.goauthentik.io/start?rd=${encodeURIComponent(stack.url(APP, '/target?k=v'))}`);
+    const toIdp = await followRedirects(start, { jar, stopWhen: (r) => String(r.headers.location ?? '').includes('/outpost.goauthentik.io/callback?') });
+    const back = new URL(String(toIdp.final.headers.location));
+    assert.match(back.search, /X-authentik-auth-callback=true/);
+    const elsewhere = new URL(`/any/page${back.search}`, back);
+    const done = await httpGet(elsewhere.href, { jar });
+    assert.equal(done.status, 302, done.body.slice(0, 200));
+    assert.equal(done.headers.location, stack.url(APP, '/target?k=v'));
+    assert.equal(seen(await httpGet(stack.url(APP, '/target?k=v'), { jar })).url, '/target?k=v');
+  });
+
   test('a replayed callback, or one from another browser, gets 400 and no session', async () => {
     const jar = new CookieJar();
     const { hops } = await loginThrough(stack.url(APP, '/x'), ALICE, { jar });
