@@ -34,6 +34,9 @@ export interface MemoryResult {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /** Live heap after a full GC, just before and just after the sustained load. */
+  heapBeforeLoadMb: number;
+  heapAfterLoadMb: number;
   samples: { t: number; rssMb: number }[];
 }
 
@@ -43,7 +46,8 @@ export async function runMemory(opts: MemoryOptions): Promise<MemoryResult> {
   const log = opts.log;
   const env = await startEnv({ portcullis: [{ name: 'mem', mode: 'proxy' }], express: false });
   try {
-    const server = await startPortcullis(env, 'mem');
+    // --expose-gc: the live heap is read after a full collection before and after the load.
+    const server = await startPortcullis(env, 'mem', ['--expose-gc']);
     const host = `mem.localtest:${server.info.port}`;
     const url = `http://127.0.0.1:${server.info.port}/app/data`;
     // Warm the process up (JIT, pools) before the baseline.
@@ -73,6 +77,7 @@ export async function runMemory(opts: MemoryOptions): Promise<MemoryResult> {
     const rssAfterLogins = server.rss().rss;
     log(`  ${live} sessions in ${loginSeconds.toFixed(1)} s; RSS ${(rssBaseline / MB).toFixed(1)} → ${(rssAfterLogins / MB).toFixed(1)} MB`);
 
+    const heapBefore = Number((await server.ask({ op: 'heap' })).heapUsed);
     log(`  sustained load: ${opts.durationSec}s, ${opts.connections} connections, rotating over ${cookies.length} session cookies`);
     const samples: { t: number; rssMb: number }[] = [];
     const t0 = Date.now();
@@ -83,6 +88,8 @@ export async function runMemory(opts: MemoryOptions): Promise<MemoryResult> {
     } finally {
       clearInterval(sampler);
     }
+    const heapAfter = Number((await server.ask({ op: 'heap' })).heapUsed);
+    log(`  live heap after a full GC: ${(heapBefore / MB).toFixed(1)} MB before the load, ${(heapAfter / MB).toFixed(1)} MB after`);
     const first = samples.slice(0, 3).map((s) => s.rssMb);
     const last = samples.slice(-3).map((s) => s.rssMb);
     const start = median(first);
@@ -103,6 +110,8 @@ export async function runMemory(opts: MemoryOptions): Promise<MemoryResult> {
       p50Ms: load.p50Ms,
       p99Ms: load.p99Ms,
       errors: load.errors,
+      heapBeforeLoadMb: heapBefore / MB,
+      heapAfterLoadMb: heapAfter / MB,
       samples,
     };
   } finally {

@@ -54,9 +54,10 @@ export function markdown(r: Results): string {
     const m = r.memory;
     out.push(`### Memory (${m.sessions} sessions through the OIDC flow, then ${m.durationSec} s of load rotating over all of them)`);
     out.push('');
-    out.push('| RSS baseline | after logins | load start | load end | growth during load | peak | per session | req/s | p99 ms |');
-    out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-    out.push(`| ${f(m.rssBaselineMb, 1)} MB | ${f(m.rssAfterLoginsMb, 1)} MB | ${f(m.rssLoadStartMb, 1)} MB | ${f(m.rssLoadEndMb, 1)} MB | ${m.growthDuringLoadMb >= 0 ? '+' : ''}${f(m.growthDuringLoadMb, 1)} MB | ${f(m.rssPeakMb, 1)} MB | ${f(m.bytesPerSession / 1024, 1)} KB | ${f(m.rps)} | ${f(m.p99Ms, 2)} |`);
+    out.push('| RSS baseline | after logins | load start | load end | RSS growth during load | peak | live heap after GC: before → after load | per session | req/s | p99 ms |');
+    out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    const heap = m.heapBeforeLoadMb !== undefined && m.heapBeforeLoadMb >= 0 ? `${f(m.heapBeforeLoadMb, 1)} → ${f(m.heapAfterLoadMb, 1)} MB` : '–';
+    out.push(`| ${f(m.rssBaselineMb, 1)} MB | ${f(m.rssAfterLoginsMb, 1)} MB | ${f(m.rssLoadStartMb, 1)} MB | ${f(m.rssLoadEndMb, 1)} MB | ${m.growthDuringLoadMb >= 0 ? '+' : ''}${f(m.growthDuringLoadMb, 1)} MB | ${f(m.rssPeakMb, 1)} MB | ${heap} | ${f(m.bytesPerSession / 1024, 1)} KB | ${f(m.rps)} | ${f(m.p99Ms, 2)} |`);
     out.push('');
   }
   if (r.stages) {
@@ -146,6 +147,10 @@ function targetLines(r: Results): string[] {
     const pct = (m.growthDuringLoadMb / m.rssLoadStartMb) * 100;
     // "Flat" means no growth: RSS that falls during the load (V8 returning memory) is not a leak.
     out.push(`| ${m.sessions} sessions, ${m.durationSec} s sustained load: RSS flat | ${m.growthDuringLoadMb >= 0 ? '+' : ''}${m.growthDuringLoadMb.toFixed(1)} MB (${pct.toFixed(1)}%) | ${pct <= 5 ? 'met (no growth beyond 5%)' : '**missed**'} |`);
+    if (m.heapBeforeLoadMb !== undefined && m.heapBeforeLoadMb >= 0) {
+      const heapPct = ((m.heapAfterLoadMb - m.heapBeforeLoadMb) / m.heapBeforeLoadMb) * 100;
+      out.push(`| (what is retained) live heap after a full GC, before → after the load | ${m.heapAfterLoadMb - m.heapBeforeLoadMb >= 0 ? '+' : ''}${(m.heapAfterLoadMb - m.heapBeforeLoadMb).toFixed(1)} MB (${heapPct.toFixed(1)}%) | ${heapPct <= 5 ? 'no leak' : '**grows**'} |`);
+    }
   }
   return out;
 }

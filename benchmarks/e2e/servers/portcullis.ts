@@ -23,6 +23,14 @@ const child = childMain(
       (globalThis as { gc?: () => void }).gc?.();
       return {};
     },
+    // The live heap after a full collection (needs --expose-gc): what is retained, not garbage.
+    heap: () => {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (!gc) return { heapUsed: -1 };
+      gc();
+      gc();
+      return { heapUsed: process.memoryUsage().heapUsed };
+    },
   },
   async () => {
     await outpost.close();
