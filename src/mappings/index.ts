@@ -260,7 +260,13 @@ function validateHeaders(userAttributes: unknown, policy: ProxyClaimsPolicy, pro
       problems.push(`${where}: not a valid header name (RFC 7230 token); dropped`);
       continue;
     }
-    const normalized = name.toLowerCase().replace(/_/g, '-');
+    if (name.includes('_')) {
+      // Servers that fold `_` into `-` (CGI, WSGI, PHP) could not tell it from a client's copy;
+      // authentik drops such names too, and the header stage never sends them.
+      problems.push(`${where}: header names with "_" are not sent; dropped`);
+      continue;
+    }
+    const normalized = name.toLowerCase();
     if (NEVER_HEADERS.has(normalized)) {
       problems.push(`${where}: ${normalized} cannot be set from claims; dropped`);
       continue;

@@ -17,22 +17,34 @@ export interface CompiledAllowlist {
    * since RE2 scopes `(?i)`-style flags to the enclosing group. Null when there are no lines.
    */
   readonly pattern: RE2 | null;
+  /**
+   * Lines that cannot share the alternation: `\Q` quotes up to `\E` or the end of the pattern,
+   * so an unterminated one would swallow the group's `)`. They are tested one by one.
+   */
+  readonly separate: readonly RE2[];
   /** forward_domain matches the URL without its query; the other modes the path. */
   readonly matchUrl: boolean;
 }
 
 export function compileAllowlist(p: ProviderRuntime): CompiledAllowlist {
   const lines = skipPatternLines(p.config.skip_path_regex).map(({ pattern }) => pattern);
+  const grouped = lines.filter((l) => !l.includes('\\Q'));
+  const separate = lines.filter((l) => l.includes('\\Q')).map((l) => new RE2(l));
   return {
-    pattern: lines.length === 0 ? null : new RE2(lines.map((l) => `(?:${l})`).join('|')),
+    pattern: grouped.length === 0 ? null : new RE2(grouped.map((l) => `(?:${l})`).join('|')),
+    separate,
     matchUrl: p.mode === 'forward_domain',
   };
 }
 
 export function isAllowlisted(list: CompiledAllowlist, ctx: RequestContext): boolean {
-  if (list.pattern === null) return false;
+  const separate = list.separate;
+  if (list.pattern === null && separate.length === 0) return false;
   const t = ctx.target;
-  return list.pattern.test(list.matchUrl ? `${t.scheme}://${t.host}${t.path}` : t.path);
+  const subject = list.matchUrl ? `${t.scheme}://${t.host}${t.path}` : t.path;
+  if (list.pattern !== null && list.pattern.test(subject)) return true;
+  for (let i = 0; i < separate.length; i++) if (separate[i]!.test(subject)) return true;
+  return false;
 }
 
 @injectable()

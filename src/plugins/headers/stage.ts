@@ -61,6 +61,8 @@ export function buildIdentityHeaders(session: SessionRecord, p: ProviderRuntime,
     }
   }
   for (const [name, value] of session.proxy?.additionalHeaders ?? []) {
+    // Never a name with `_` (validation drops them; a session stored before that rule too).
+    if (name.indexOf('_') !== -1) continue;
     const existing = out.findIndex(([n]) => n === name);
     if (existing === -1) out.push([name, headerValue(value)]);
     else out[existing] = [name, headerValue(value)];
