@@ -1,7 +1,7 @@
 // Portcullis's public API, for programs that embed it and for third-party stage authors:
 //   import { defineStage, CONTINUE, STAGE_OPTIONS, page } from 'portcullis';
 export { CONTINUE, NO_OPTIONS, defineStage, respond } from './pipeline/contract.js';
-export type { Action, Continue, Entry, HeaderMap, RequestContext, RequestTarget, Respond, Stage, StageDefinition, StageOutcome, UpstreamTarget } from './pipeline/contract.js';
+export type { Action, Continue, Entry, HeaderAuthOutcome, HeaderMap, RequestContext, RequestTarget, Respond, Stage, StageDefinition, StageOutcome, UpstreamTarget } from './pipeline/contract.js';
 export { CONFIG, LOGGER, PROVIDERS, SESSION_STORE, STAGE_OPTIONS, VERSION } from './pipeline/tokens.js';
 export type { Logger } from './pipeline/logger.js';
 export { StageRegistry } from './pipeline/registry.js';

@@ -43,7 +43,10 @@ export const ProviderSchema = Type.Object(
     basic_auth_enabled: Type.Boolean({ default: false }),
     basic_auth_user_attribute: Type.String({ default: '' }),
     basic_auth_password_attribute: Type.String({ default: '' }),
-    intercept_header_auth: Type.Boolean({ default: true }),
+    intercept_header_auth: Type.Boolean({
+      default: true,
+      description: 'Without a session cookie, authenticate Authorization: Bearer tokens (or Basic goauthentik.io/token) by introspection at the IdP; false: leave Authorization alone.',
+    }),
     access_token_validity: Type.Union([Type.Integer({ minimum: 60 }), Type.String({ pattern: '^(\\s*(weeks|days|hours|minutes|seconds)=\\d+\\s*;?)+$' })], {
       default: 3600,
       description: 'Session lifetime: seconds, or authentik\'s form "hours=1;minutes=30".',

@@ -6,6 +6,7 @@
  * (PKCE S256, nonce), confidential clients (client_secret_basic / client_secret_post),
  * redirect URIs registered with a query string, the scopes
  * `openid profile email entitlements ak_proxy` with every granted claim inside the ID token,
+ * RFC 7662 introspection whose answer carries the user's granted claims (as authentik's does),
  * and RP-initiated logout that needs no human judgement.
  *
  * NOT for production: everything is kept in memory and the signing key is generated on start.
@@ -57,6 +58,8 @@ export interface RunningIdp {
   close(): Promise<void>;
   /** Add or replace (by username) a user at run time. */
   setUser(user: IdpUser): void;
+  /** How many requests reached the introspection endpoint so far (tests of callers' caches). */
+  readonly introspections: number;
 }
 
 export const DEMO_USERS: IdpUser[] = [
@@ -84,6 +87,15 @@ export const DEMO_USERS: IdpUser[] = [
 ];
 
 export const IDP_SCOPES = ['openid', 'profile', 'email', 'entitlements', 'ak_proxy', 'offline_access'] as const;
+
+/** The claims each scope grants (in the ID token, and in introspection answers of access tokens). */
+const CLAIMS_BY_SCOPE: Record<string, string[]> = {
+  openid: ['sub'],
+  profile: ['name', 'preferred_username', 'given_name', 'nickname', 'groups'],
+  email: ['email', 'email_verified'],
+  entitlements: ['entitlements'],
+  ak_proxy: ['ak_proxy'],
+};
 
 // ---------------------------------------------------------------------------------------------
 // Loading oidc-provider (ships no type declarations; prints a runtime warning on Node 20).
@@ -308,6 +320,23 @@ export function defaultSub(username: string): string {
   return createHash('sha256').update(username).digest('hex');
 }
 
+function claimsOf(user: IdpUser & { sub: string }): Record<string, unknown> {
+  const name = user.name ?? user.username;
+  const claims: Record<string, unknown> = {
+    sub: user.sub,
+    name,
+    preferred_username: user.username,
+    given_name: name,
+    nickname: user.username,
+    groups: [...(user.groups ?? [])],
+    email: user.email ?? `${user.username}@example.com`,
+    email_verified: true,
+    entitlements: [...(user.entitlements ?? [])],
+  };
+  if (user.ak_proxy) claims.ak_proxy = user.ak_proxy;
+  return claims;
+}
+
 function listen(server: http.Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
@@ -372,13 +401,7 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
       short: { httpOnly: true, sameSite: 'lax', secure: false },
     },
     scopes: [...IDP_SCOPES],
-    claims: {
-      openid: ['sub'],
-      profile: ['name', 'preferred_username', 'given_name', 'nickname', 'groups'],
-      email: ['email', 'email_verified'],
-      entitlements: ['entitlements'],
-      ak_proxy: ['ak_proxy'],
-    },
+    claims: CLAIMS_BY_SCOPE,
     // authentik's "include claims in id_token": every claim of the granted scopes goes into the ID token.
     conformIdTokenClaims: false,
     pkce: { required: () => false },
@@ -442,23 +465,23 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
       return {
         accountId: sub,
         async claims() {
-          const current = bySub.get(sub) ?? user;
-          const name = current.name ?? current.username;
-          const claims: Record<string, unknown> = {
-            sub,
-            name,
-            preferred_username: current.username,
-            given_name: name,
-            nickname: current.username,
-            groups: [...(current.groups ?? [])],
-            email: current.email ?? `${current.username}@example.com`,
-            email_verified: true,
-            entitlements: [...(current.entitlements ?? [])],
-          };
-          if (current.ak_proxy) claims.ak_proxy = current.ak_proxy;
-          return claims;
+          return claimsOf(bySub.get(sub) ?? user);
         },
       };
+    },
+    // As authentik's introspection answers with the token's ID-token claims: an access token of
+    // a user carries that user's claims of the granted scopes (never client_id, exp, …: the
+    // provider sets those after these). Opaque tokens keep them server-side.
+    async extraTokenClaims(_ctx: unknown, token: AnyObj) {
+      if (token.kind !== 'AccessToken' || typeof token.accountId !== 'string') return undefined;
+      const user = bySub.get(token.accountId);
+      if (!user) return undefined;
+      const all = claimsOf(user);
+      const out: Record<string, unknown> = {};
+      for (const scope of String(token.scope ?? '').split(' ')) {
+        for (const name of CLAIMS_BY_SCOPE[scope] ?? []) if (name !== 'sub' && all[name] !== undefined) out[name] = all[name];
+      }
+      return out;
     },
     // No consent screen: grant every requested (known) scope automatically.
     async loadExistingGrant(ctx: AnyObj) {
@@ -570,8 +593,10 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     );
   }
 
+  let introspections = 0;
   handler = (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (path === '/token/introspection') introspections++;
     const match = interactionRoute.exec(path);
     if (match) {
       handleInteraction(req, res, match[1]!).catch((err: unknown) => {
@@ -591,6 +616,9 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     issuer,
     port,
     setUser,
+    get introspections() {
+      return introspections;
+    },
     close() {
       closed ??= new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -209,6 +209,7 @@ export class ContextFactory {
       target: requestTarget,
       wantsJson: json,
       session: null,
+      headerAuth: null,
       allowlisted: false,
       identityHeaders: null,
       upstreamHeaders: null,

@@ -51,6 +51,16 @@ export interface UpstreamTarget {
   readonly hostHeader: string;
 }
 
+/**
+ * What the auth stage made of the request's `Authorization` header (intercept_header_auth):
+ *  - `accepted`: the token was introspected and is valid for this provider; `session` is a
+ *    transient record built from it (never stored) and the header is not forwarded upstream;
+ *  - `refused`: the token is unknown, inactive, expired or issued to another client — 401
+ *    `invalid_token` on protected paths (allowlisted paths go on anonymously);
+ *  - `unavailable`: the identity provider could not be asked — 503 on protected paths.
+ */
+export type HeaderAuthOutcome = 'accepted' | 'refused' | 'unavailable';
+
 export interface RequestContext {
   readonly requestId: string;
   readonly method: string;
@@ -71,6 +81,12 @@ export interface RequestContext {
 
   /** Set by the auth stage: the user's session, or null when anonymous. */
   session: SessionRecord | null;
+  /**
+   * Set by the auth stage when the session came, or was refused, from an Authorization header
+   * (bearer token or Basic `goauthentik.io/token`); null when no header authentication was
+   * attempted (a session cookie, no or a foreign Authorization scheme, or intercept_header_auth off).
+   */
+  headerAuth: HeaderAuthOutcome | null;
   /** Set by the allowlist stage: the request matched an unauthenticated path. */
   allowlisted: boolean;
   /** Identity headers for the upstream (proxy) or the reverse proxy (forward auth). */

@@ -1,6 +1,7 @@
 // The allowlist stage: lets anonymous requests through on unauthenticated paths
 // (skip_path_regex, RE2, compiled at config load), and challenges the rest — a redirect to the
-// login start for browsers, 401 for API clients and nginx. Patterns see the normalized path
+// login start for browsers, 401 for API clients and nginx; a refused bearer token gets 401
+// `invalid_token` and an unreachable IdP 503, in every entry. Patterns see the normalized path
 // (proxy, forward_single) or `scheme://host/path` (forward_domain); never the query string.
 import { inject, injectable } from 'tsyringe';
 import RE2 from 're2';
@@ -70,6 +71,29 @@ export class AllowlistStage implements Stage {
 export function challenge(ctx: RequestContext): Respond {
   const p = ctx.provider;
   const t = ctx.target;
+  // A token was presented and could not be accepted: never a login redirect, never the upstream.
+  if (ctx.headerAuth === 'refused') {
+    return page({
+      status: 401,
+      title: 'Invalid access token',
+      message: 'The access token in the Authorization header is not valid for this application: it is unknown, inactive, expired, or was issued to another application.',
+      requestId: ctx.requestId,
+      wantsJson: ctx.wantsJson,
+      code: 'auth.invalid_token',
+      extraHeaders: { 'www-authenticate': 'Bearer realm="portcullis", error="invalid_token"' },
+    });
+  }
+  if (ctx.headerAuth === 'unavailable') {
+    return page({
+      status: 503,
+      title: 'Identity provider unavailable',
+      message: 'The identity provider could not be asked to check the access token; try again shortly.',
+      requestId: ctx.requestId,
+      wantsJson: ctx.wantsJson,
+      code: 'auth.idp_unavailable',
+      extraHeaders: { 'retry-after': '5' },
+    });
+  }
   if (ctx.entry === 'nginx') {
     // nginx turns the 401 into a redirect to /start (error_page 401 = …) itself.
     return { kind: 'respond', status: 401, headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }, body: 'unauthorized request' };
@@ -79,10 +103,11 @@ export function challenge(ctx: RequestContext): Respond {
       return page({ status: 401, title: 'Authentication required', message: 'Sign in first; API requests are not redirected.', requestId: ctx.requestId, wantsJson: true, code: 'auth.required', extraHeaders: { 'www-authenticate': 'Bearer realm="portcullis"' } });
     }
     if (p.config.intercept_header_auth && ctx.headers.authorization !== undefined) {
+      // An Authorization header of another kind (not Bearer, not Basic goauthentik.io/token).
       return page({
         status: 401,
         title: 'Unauthenticated',
-        message: "The request carries an Authorization header and 'intercept_header_auth' is on, so no login redirect is performed.",
+        message: "The request carries an Authorization header that is not a bearer token and 'intercept_header_auth' is on, so no login redirect is performed.",
         requestId: ctx.requestId,
         wantsJson: ctx.wantsJson,
         code: 'auth.header_auth_unsupported',

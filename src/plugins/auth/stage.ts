@@ -1,6 +1,8 @@
-// The auth stage: finds who the user is from the provider's session cookie, or decides the
-// request is anonymous. It rejects nothing by itself; a bad, tampered, foreign or expired
-// cookie is exactly "no cookie" (and is cleared). It also runs the login endpoints.
+// The auth stage: finds who the user is from the provider's session cookie or, without one,
+// from a bearer token in the Authorization header (intercept_header_auth, see header-auth.ts),
+// or decides the request is anonymous. It rejects nothing by itself; a bad, tampered, foreign or
+// expired cookie is exactly "no cookie" (and is cleared), and a refused token is only noted in
+// `ctx.headerAuth` for the allowlist stage to answer. It also runs the login endpoints.
 import { inject, injectable } from 'tsyringe';
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
 import { PROVIDERS, SESSION_STORE, LOGGER, AUTH_EVENTS, type AuthEvents } from '../../pipeline/tokens.js';
@@ -10,6 +12,7 @@ import type { Logger } from '../../pipeline/logger.js';
 import { isPromise } from '../../pipeline/chain.js';
 import { clearCookie, readCookie } from '../../http/cookies.js';
 import { LoginFlow, addCookie, safeDecode } from './login.js';
+import { HeaderAuthenticator, tokenOf, type HeaderAuthResult } from './header-auth.js';
 
 /** Decoded cookie → session id, so that a returning cookie skips the decryption. Bounded. */
 const ID_CACHE_LIMIT = 50_000;
@@ -18,6 +21,8 @@ const ID_CACHE_LIMIT = 50_000;
 export class AuthStage implements Stage {
   readonly name = 'auth';
   readonly login: LoginFlow;
+  /** Bearer-token introspection and its cache. */
+  readonly headerAuth: HeaderAuthenticator;
   private readonly idCache = new Map<string, string>();
 
   constructor(
@@ -26,7 +31,9 @@ export class AuthStage implements Stage {
     @inject(LOGGER) log: Logger,
     @inject(AUTH_EVENTS, { isOptional: true }) events?: AuthEvents,
   ) {
-    this.login = new LoginFlow(providers.all, store, log.child({ stage: 'auth' }), events);
+    const own = log.child({ stage: 'auth' });
+    this.login = new LoginFlow(providers.all, store, own, events);
+    this.headerAuth = new HeaderAuthenticator(own);
   }
 
   run(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
@@ -39,14 +46,26 @@ export class AuthStage implements Stage {
     if (session !== undefined) ctx.session = session;
     switch (ctx.action) {
       case 'request':
+        if (session === undefined && ctx.provider.config.intercept_header_auth) return this.fromHeader(ctx);
         return CONTINUE;
       case 'start':
         return this.login.start(ctx);
       case 'callback':
         return this.login.callback(ctx);
       case 'sign_out':
+        // Signing out ends the user's cached bearer-token sessions too (all providers).
+        if (ctx.session !== null) this.headerAuth.purgeUser(ctx.session.userKey);
         return this.login.signOut(ctx);
     }
+  }
+
+  /** No session cookie: a bearer token (or Basic goauthentik.io/token) in Authorization, if any. */
+  private fromHeader(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
+    const token = tokenOf(ctx.headers.authorization);
+    if (token === null) return CONTINUE;
+    const result = this.headerAuth.authenticate(ctx.provider, token);
+    if (isPromise(result)) return result.then((r) => applyHeaderAuth(ctx, r));
+    return applyHeaderAuth(ctx, result);
   }
 
   /** The live session of this request's provider, or undefined (clearing a cookie that names none). */
@@ -83,4 +102,10 @@ export class AuthStage implements Stage {
     }
     return id;
   }
+}
+
+function applyHeaderAuth(ctx: RequestContext, result: HeaderAuthResult): StageOutcome {
+  ctx.headerAuth = result.kind;
+  if (result.kind === 'accepted') ctx.session = result.session;
+  return CONTINUE;
 }

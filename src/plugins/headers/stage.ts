@@ -1,7 +1,8 @@
 // The header stage: the identity headers of the session (X-authentik-*, basic auth,
 // additionalHeaders) and, in proxy mode, the whole header set sent upstream — with every
 // client-sent copy of a header Portcullis emits removed, in any case and with `_` for `-`,
-// on authenticated and allowlisted requests alike.
+// on authenticated and allowlisted requests alike. The Authorization header is dropped when basic
+// auth replaces it, and when it carried the bearer token that authenticated the request.
 import { inject, injectable } from 'tsyringe';
 import { CONTINUE, type HeaderMap, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
 import { CONFIG, PROVIDERS, VERSION } from '../../pipeline/tokens.js';
@@ -135,7 +136,8 @@ export class HeadersStage implements Stage {
     const src = ctx.headers;
     const out: string[] = [];
     const connectionListed = src.connection ? src.connection.toLowerCase().split(',').map((s) => s.trim()) : null;
-    const stripAuth = this.stripAuthorization[ctx.provider.index]!;
+    // The token that authenticated this request is Portcullis's credential, not the upstream's.
+    const stripAuth = this.stripAuthorization[ctx.provider.index]! || ctx.headerAuth === 'accepted';
     for (const name in src) {
       const value = src[name];
       if (value === undefined) continue;

@@ -80,11 +80,41 @@ describe('anonymous proxy requests', () => {
     }
   });
 
-  test('an Authorization header with intercept_header_auth (default on) → 401, no redirect', () => {
-    const out = asRespond(run(h.proxy('app', '/private', { authorization: 'Bearer abc' })));
-    assert.equal(out.status, 401);
-    assert.equal(out.headers?.location, undefined);
-    assert.match(out.body!, /auth\.header_auth_unsupported/);
+  test('an Authorization header that is not a token, with intercept_header_auth (default on) → 401, no redirect', () => {
+    for (const authorization of ['Digest abc', 'Basic ' + Buffer.from('alice:pw').toString('base64')]) {
+      const out = asRespond(run(h.proxy('app', '/private', { authorization })));
+      assert.equal(out.status, 401, authorization);
+      assert.equal(out.headers?.location, undefined);
+      assert.match(out.body!, /auth\.header_auth_unsupported/);
+    }
+  });
+
+  test('a refused bearer token → 401 invalid_token in every entry, never a redirect', () => {
+    for (const ctx of [h.proxy('app', '/private'), h.proxy('app', '/private', { accept: 'application/json' }), h.nginx('https://fwd.localtest/x'), h.traefik('https://fwd.localtest/x')]) {
+      ctx.headerAuth = 'refused';
+      const out = asRespond(run(ctx));
+      assert.equal(out.status, 401, ctx.entry);
+      assert.equal(out.headers?.location, undefined);
+      assert.equal(out.headers?.['www-authenticate'], 'Bearer realm="portcullis", error="invalid_token"');
+      assert.match(out.body!, /auth\.invalid_token/);
+    }
+  });
+
+  test('the IdP could not check the token → 503, never a redirect', () => {
+    for (const ctx of [h.proxy('app', '/private'), h.nginx('https://fwd.localtest/x')]) {
+      ctx.headerAuth = 'unavailable';
+      const out = asRespond(run(ctx));
+      assert.equal(out.status, 503, ctx.entry);
+      assert.equal(out.headers?.location, undefined);
+      assert.match(out.body!, /auth\.idp_unavailable/);
+    }
+  });
+
+  test('a refused token on an allowlisted path → CONTINUE (anonymous)', () => {
+    const ctx = h.proxy('app', '/public/x');
+    ctx.headerAuth = 'refused';
+    assert.equal(run(ctx), CONTINUE);
+    assert.equal(ctx.allowlisted, true);
   });
 
   test('a session → CONTINUE without checking the allowlist', () => {

@@ -292,6 +292,19 @@ describe('the upstream header list', () => {
     assert.deepEqual(valuesOf(upstreamOf(noPassword), 'authorization'), [], 'no client credentials reach a basic-auth upstream');
   });
 
+  test('Authorization: dropped when it carried the bearer token that authenticated the request', () => {
+    const viaToken = h.proxy('app', '/', { authorization: 'Bearer app-token' });
+    viaToken.session = appSession();
+    viaToken.headerAuth = 'accepted';
+    assert.deepEqual(valuesOf(upstreamOf(viaToken), 'authorization'), []);
+    assert.equal(valuesOf(upstreamOf(viaToken), 'x-authentik-username')[0], 'alice', 'identity headers as for a cookie session');
+
+    // A refused token on an allowlisted path is not Portcullis's: it goes on untouched.
+    const refused = h.proxy('app', '/public/x', { authorization: 'Bearer not-ours' });
+    refused.headerAuth = 'refused';
+    assert.deepEqual(valuesOf(upstreamOf(refused), 'authorization'), ['Bearer not-ours']);
+  });
+
   test('a second run on the same context rebuilds the list (no duplicates)', () => {
     const ctx = h.proxy('app', '/', { 'user-agent': 'UA' });
     ctx.session = appSession();

@@ -1,0 +1,290 @@
+// Header authentication (authentik's "intercept header auth"): a request without a session
+// cookie may carry `Authorization: Bearer <token>`, or `Authorization: Basic` with the user name
+// `goauthentik.io/token` and the token as password. The token is introspected (RFC 7662) at the
+// provider's introspection endpoint with the provider's client credentials, and accepted only
+// when it is active, issued to this provider's client (CVE-2024-47077: never trust the IdP
+// alone to refuse other clients' tokens), unexpired and has a subject. The result is a transient
+// SessionRecord: never stored, never given a cookie.
+//
+// Answers are cached in memory, keyed by every input of the decision (provider, issuer,
+// client_id, sha256 of the token — never the token itself): accepted tokens for at most 60 s
+// and never past their expiry, refusals for 10 s (to blunt floods of made-up tokens), failures
+// to reach the IdP for 5 s. A user's entries go when the user signs out.
+import { createHash } from 'node:crypto';
+import * as client from 'openid-client';
+import type { ProviderRuntime } from '../../config/provider.js';
+import type { Logger } from '../../pipeline/logger.js';
+import { validateProxyClaims } from '../../mappings/index.js';
+import { userKeyOf, userTag, type Claims, type SessionProxySettings, type SessionRecord } from '../../sessions/store.js';
+
+/** authentik's convention: Basic auth with this user name carries a token as the password. */
+export const TOKEN_USERNAME = 'goauthentik.io/token';
+/** Accepted tokens are re-introspected at least this often (a revoked token lives at most this long). */
+export const POSITIVE_TTL_MS = 60_000;
+/** Refused tokens (inactive, foreign, expired, malformed) are answered from memory this long. */
+export const NEGATIVE_TTL_MS = 10_000;
+/** After the IdP could not be asked, the same token gets 503 from memory this long. */
+export const UNAVAILABLE_TTL_MS = 5_000;
+/** Bound of each cache (accepted / refused); the oldest entry goes first when full. */
+export const DEFAULT_MAX_ENTRIES = 10_000;
+/** Longer tokens are refused without asking the IdP. */
+export const MAX_TOKEN_LENGTH = 8192;
+
+export type HeaderAuthResult =
+  | { readonly kind: 'accepted'; readonly session: SessionRecord }
+  | { readonly kind: 'refused'; readonly reason: string }
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+/** The introspection answer (RFC 7662 §2.2): `active` plus whatever claims the IdP adds. */
+export type IntrospectionAnswer = Record<string, unknown>;
+
+/**
+ * Asks the provider's IdP about a token: the answer, or throws. An `IntrospectionRefusal`
+ * means the IdP refused to look at this token (the token is bad); anything else means the IdP
+ * could not be asked (unreachable, misconfigured client).
+ */
+export type Introspector = (p: ProviderRuntime, token: string) => Promise<{ issuer: string; answer: IntrospectionAnswer }>;
+
+export class IntrospectionRefusal extends Error {}
+
+/**
+ * The token an Authorization header carries for Portcullis: a string (possibly empty: a
+ * malformed credential of ours), or null when the header is absent or of another kind
+ * (another scheme, Basic with another user name), which header authentication leaves alone.
+ */
+export function tokenOf(authorization: string | undefined): string | null {
+  if (authorization === undefined) return null;
+  const v = authorization.trim();
+  const sp = v.indexOf(' ');
+  const scheme = (sp === -1 ? v : v.slice(0, sp)).toLowerCase();
+  const rest = sp === -1 ? '' : v.slice(sp + 1).trim();
+  if (scheme === 'bearer') return rest;
+  if (scheme !== 'basic' || rest === '') return null;
+  let decoded: string;
+  try {
+    decoded = Buffer.from(rest, 'base64').toString('utf8');
+  } catch {
+    return null;
+  }
+  const colon = decoded.indexOf(':');
+  if (colon === -1 || decoded.slice(0, colon) !== TOKEN_USERNAME) return null;
+  return decoded.slice(colon + 1);
+}
+
+/** The cache key: every input of the decision, and the token only as a hash. */
+export function cacheKey(p: ProviderRuntime, token: string): string {
+  const digest = createHash('sha256').update(token).digest('base64url');
+  return `${p.name}\u0000${p.config.issuer}\u0000${p.config.client_id}\u0000${digest}`;
+}
+
+/** A compact JWS (three base64url parts), as sent in X-authentik-jwt. */
+export function isJwt(token: string): boolean {
+  return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token);
+}
+
+/**
+ * Decides on an introspection answer (pure; `now` in ms). `issuer` is the provider's issuer as
+ * discovered. Accepted only when active, issued to this provider's client (`client_id`, or `aud`
+ * is or contains it), unexpired (`exp` required), not before `nbf`, from this issuer (when `iss`
+ * is given), not sender-constrained (`cnf`: no proof of possession is checked here), of type
+ * Bearer (when `token_type` is given), and with a subject.
+ */
+export function evaluateIntrospection(
+  p: ProviderRuntime,
+  issuer: string,
+  token: string,
+  answer: IntrospectionAnswer,
+  now: number,
+  log?: Logger,
+): HeaderAuthResult {
+  if (answer.active !== true) return refused('inactive');
+  const clientId = p.config.client_id;
+  const aud = answer.aud;
+  const forUs = answer.client_id === clientId || aud === clientId || (Array.isArray(aud) && aud.includes(clientId));
+  if (!forUs) return refused('issued to another client');
+  const exp = answer.exp;
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) return refused('no expiry');
+  if (exp * 1000 <= now) return refused('expired');
+  if (typeof answer.nbf === 'number' && answer.nbf * 1000 > now + 60_000) return refused('not yet valid');
+  if (answer.iss !== undefined && answer.iss !== issuer) return refused('issued by another issuer');
+  if (answer.cnf !== undefined) return refused('sender-constrained');
+  if (answer.token_type !== undefined && String(answer.token_type).toLowerCase() !== 'bearer') return refused('not a bearer access token');
+  const sub = answer.sub;
+  if (typeof sub !== 'string' || sub === '') return refused('no subject');
+
+  const { active: _active, ...rest } = answer;
+  const claims = { ...rest, sub, iss: issuer } as Claims;
+  // RFC 7662's `username` when the IdP gives no preferred_username (authentik gives both).
+  if (claims.preferred_username === undefined && typeof rest.username === 'string') claims.preferred_username = rest.username;
+  const validated = validateProxyClaims(claims, {
+    allowedBackendHosts: p.config.allowed_backend_hosts,
+    allowIdentityHeaderOverride: p.config.allow_identity_header_override,
+  });
+  if (validated.problems.length > 0) log?.warn({ provider: p.name, problems: validated.problems }, 'ak_proxy claims of an introspected token partly ignored');
+  const proxy: SessionProxySettings = {
+    backendOrigin: validated.backendOverride?.origin,
+    backendHost: validated.backendOverride?.host,
+    hostHeader: validated.hostHeader ?? undefined,
+    additionalHeaders: validated.additionalHeaders.map(([k, v]) => [k.toLowerCase(), v] as const),
+  };
+  const session: SessionRecord = {
+    id: 'header:' + createHash('sha256').update('portcullis header session\u0000').update(token).digest('base64url'),
+    provider: p.name,
+    userKey: userKeyOf(issuer, sub),
+    createdAt: now,
+    expiresAt: exp * 1000,
+    claims,
+    idToken: '',
+    accessToken: isJwt(token) ? token : undefined,
+    proxy,
+  };
+  return { kind: 'accepted', session };
+}
+
+function refused(reason: string): HeaderAuthResult {
+  return { kind: 'refused', reason };
+}
+
+/** The real introspector: openid-client's tokenIntrospection with the provider's configuration. */
+export const introspectWithOpenidClient: Introspector = async (p, token) => {
+  const config = await p.oidc.ready();
+  const metadata = config.serverMetadata();
+  // Without an introspection endpoint no token can ever be checked: refused, not "try again".
+  if (!metadata.introspection_endpoint) throw new IntrospectionRefusal('the identity provider has no introspection endpoint');
+  try {
+    const answer = await client.tokenIntrospection(config, token, { token_type_hint: 'access_token' });
+    return { issuer: metadata.issuer, answer: answer as IntrospectionAnswer };
+  } catch (err) {
+    // A 400 (invalid_request, unsupported_token_type…) is about the token; 401 (invalid_client)
+    // and 5xx are about us or the IdP.
+    if (err instanceof client.ResponseBodyError && err.status === 400) throw new IntrospectionRefusal(err.error);
+    throw err;
+  }
+};
+
+interface Entry {
+  readonly result: HeaderAuthResult;
+  /** Unix ms. */
+  readonly until: number;
+}
+
+export interface HeaderAuthOptions {
+  introspect?: Introspector;
+  /** Clock (ms), for tests. */
+  now?: () => number;
+  maxEntries?: number;
+}
+
+export class HeaderAuthenticator {
+  /** Accepted tokens (the SessionRecord object is reused: the header stage caches per record). */
+  private readonly accepted = new Map<string, Entry>();
+  /** Refused tokens and IdP failures, in their own map: a flood of bad tokens never evicts good ones. */
+  private readonly refusedCache = new Map<string, Entry>();
+  /** One introspection per key at a time. */
+  private readonly inflight = new Map<string, Promise<HeaderAuthResult>>();
+  /** Bumped by every purge: an introspection started before a sign-out is not cached. */
+  private epoch = 0;
+  private readonly introspect: Introspector;
+  private readonly now: () => number;
+  private readonly maxEntries: number;
+
+  constructor(
+    private readonly log: Logger,
+    opts: HeaderAuthOptions = {},
+  ) {
+    this.introspect = opts.introspect ?? introspectWithOpenidClient;
+    this.now = opts.now ?? Date.now;
+    this.maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
+  }
+
+  /** The decision on `token` for provider `p`: from the cache (synchronously) or the IdP. */
+  authenticate(p: ProviderRuntime, token: string): HeaderAuthResult | Promise<HeaderAuthResult> {
+    if (token === '') return refused('empty token');
+    if (token.length > MAX_TOKEN_LENGTH) return refused('token too long');
+    const key = cacheKey(p, token);
+    const now = this.now();
+    const hit = this.lookup(key, now);
+    if (hit !== undefined) return hit;
+    let pending = this.inflight.get(key);
+    if (pending === undefined) {
+      pending = this.ask(p, token, key).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** Drops every cached acceptance of this user (sign-out); returns how many. */
+  purgeUser(userKey: string): number {
+    this.epoch++;
+    let n = 0;
+    for (const [key, entry] of this.accepted) {
+      if (entry.result.kind === 'accepted' && entry.result.session.userKey === userKey) {
+        this.accepted.delete(key);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Cached entries (accepted, refused), for tests and metrics. */
+  get size(): { accepted: number; refused: number } {
+    return { accepted: this.accepted.size, refused: this.refusedCache.size };
+  }
+
+  private lookup(key: string, now: number): HeaderAuthResult | undefined {
+    const good = this.accepted.get(key);
+    if (good !== undefined) {
+      if (good.until > now) return good.result;
+      this.accepted.delete(key);
+    }
+    const bad = this.refusedCache.get(key);
+    if (bad !== undefined) {
+      if (bad.until > now) return bad.result;
+      this.refusedCache.delete(key);
+    }
+    return undefined;
+  }
+
+  private async ask(p: ProviderRuntime, token: string, key: string): Promise<HeaderAuthResult> {
+    const epoch = this.epoch;
+    let result: HeaderAuthResult;
+    try {
+      const { issuer, answer } = await this.introspect(p, token);
+      result = evaluateIntrospection(p, issuer, token, answer, this.now(), this.log);
+    } catch (err) {
+      if (err instanceof IntrospectionRefusal) {
+        result = refused(`introspection refused: ${err.message}`);
+      } else {
+        this.log.error({ provider: p.name, err: (err as Error).message }, 'token introspection failed');
+        result = { kind: 'unavailable', reason: (err as Error).message };
+      }
+    }
+    const now = this.now();
+    if (result.kind === 'accepted') {
+      this.log.debug({ provider: p.name, user: userTag(result.session.userKey) }, 'bearer token accepted');
+      if (epoch === this.epoch) {
+        const until = Math.min(now + POSITIVE_TTL_MS, result.session.expiresAt);
+        this.store(this.accepted, key, { result, until });
+      }
+    } else {
+      if (result.kind === 'refused') this.log.debug({ provider: p.name, reason: result.reason }, 'bearer token refused');
+      this.store(this.refusedCache, key, { result, until: now + (result.kind === 'refused' ? NEGATIVE_TTL_MS : UNAVAILABLE_TTL_MS) });
+    }
+    return result;
+  }
+
+  private store(map: Map<string, Entry>, key: string, entry: Entry): void {
+    if (map.size >= this.maxEntries && !map.has(key)) {
+      // A Map iterates in insertion order: expired entries at the front go, then, if still
+      // full, the oldest one.
+      const now = this.now();
+      for (const [k, e] of map) {
+        if (e.until > now) break;
+        map.delete(k);
+      }
+      if (map.size >= this.maxEntries) map.delete(map.keys().next().value!);
+    }
+    map.delete(key);
+    map.set(key, entry);
+  }
+}
