@@ -85,11 +85,6 @@ export class OidcClient {
     return this.pending;
   }
 
-  /** Discovery result, if already done (no I/O). */
-  get discovered(): client.Configuration | null {
-    return this.configuration;
-  }
-
   async authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeVerifier: string }): Promise<URL> {
     const config = await this.ready();
     const supported = config.serverMetadata().scopes_supported;

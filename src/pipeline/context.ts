@@ -52,6 +52,27 @@ export interface PeerView {
   readonly wantsJson: boolean;
 }
 
+type SplitTarget = { path: string; query: string };
+
+/** Where rewriteRequestUrl leaves the normalized target (or why there is none) on the raw request. */
+const kTarget = Symbol('portcullis.target');
+
+/**
+ * Fastify's `rewriteUrl`: the one normalization of the request target, before routing. Routing,
+ * the stages and the upstream then all see the same string; the split (or the TargetError) stays
+ * on the raw request for `ContextFactory.build`, which answers 400 for a refused target.
+ */
+export function rewriteRequestUrl(req: { url?: string }): string {
+  try {
+    const split = splitTarget(req.url ?? '/');
+    (req as Record<symbol, unknown>)[kTarget] = split;
+    return split.query === '' ? split.path : `${split.path}?${split.query}`;
+  } catch (err) {
+    (req as Record<symbol, unknown>)[kTarget] = err;
+    return '/';
+  }
+}
+
 const ACTIONS: Record<string, Action> = {
   [`${OUTPOST_PREFIX}/start`]: 'start',
   [`${OUTPOST_PREFIX}/callback`]: 'callback',
@@ -87,10 +108,6 @@ export class ContextFactory {
     else this.exactEntries.set(resolver.path, resolver);
   }
 
-  isTrusted(addr: string): boolean {
-    return this.peerClass(addr) !== PEER_OTHER;
-  }
-
   /**
    * What a peer address is, memoized: proxy-addr parses the address string on every call, and
    * the same few peers (the reverse proxy, a load balancer) send every request. Bounded.
@@ -114,11 +131,18 @@ export class ContextFactory {
     const json = wantsJson(headers.accept, headers['x-requested-with']);
     const view: PeerView = { peerIp, peerTrusted, forwardTrusted: peerTrusted, requestId, wantsJson: json };
 
-    let split: { path: string; query: string };
-    try {
-      split = splitTarget(req.url);
-    } catch (err) {
-      return badTarget(err as Error, view);
+    // Normalized once, before routing (rewriteRequestUrl); a view built elsewhere (a benchmark,
+    // a test) is normalized here.
+    const pre = (req as unknown as Record<symbol, SplitTarget | Error | undefined>)[kTarget];
+    if (pre instanceof Error) return badTarget(pre, view);
+    let split: SplitTarget;
+    if (pre !== undefined) split = pre;
+    else {
+      try {
+        split = splitTarget(req.url);
+      } catch (err) {
+        return badTarget(err as Error, view);
+      }
     }
 
     let entry: Entry = 'proxy';

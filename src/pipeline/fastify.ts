@@ -25,19 +25,13 @@ declare module 'fastify' {
  */
 export function sendRespond(reply: FastifyReply, ctx: RequestContext | null, out: Respond): FastifyReply {
   const body = out.body ?? '';
-  const list = out.headers === undefined ? EMPTY : flatHeaders(out.headers);
+  const headers = (out.headers === undefined ? EMPTY : flatHeaders(out.headers)).slice();
   const cookies = ctx?.setCookies;
-  let headers: string[];
-  if (cookies) {
-    headers = list.slice();
-    for (const c of cookies) headers.push('set-cookie', c);
-  } else {
-    headers = list as string[];
-  }
+  if (cookies) for (const c of cookies) headers.push('set-cookie', c);
+  headers.push('content-length', String(Buffer.byteLength(body)));
   reply.hijack();
-  const res = reply.raw;
-  res.writeHead(out.status, [...headers, 'content-length', String(Buffer.byteLength(body))]);
-  res.end(body);
+  reply.raw.writeHead(out.status, headers);
+  reply.raw.end(body);
   return reply;
 }
 

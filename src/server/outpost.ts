@@ -14,13 +14,12 @@ import { AUTH_EVENTS, CONFIG, LOGGER, NO_AUTH_EVENTS, PROVIDERS, SESSION_STORE, 
 import { REDACT_PATHS, type Logger } from '../pipeline/logger.js';
 import { StageRegistry } from '../pipeline/registry.js';
 import { buildChain, DEFAULT_CHAIN, type BuiltStage } from '../pipeline/chain.js';
-import { ContextFactory, type EntryResolver } from '../pipeline/context.js';
+import { ContextFactory, rewriteRequestUrl, type EntryResolver } from '../pipeline/context.js';
 import { pipelineScope, sendRespond } from '../pipeline/fastify.js';
 import type { SessionStore } from '../sessions/store.js';
 import { EmbeddedSessionStore } from '../sessions/embedded-store.js';
 import { RedisSessionStore } from '../sessions/redis-store.js';
 import { deriveKey } from '../sessions/cookie-codec.js';
-import { normalizePath, TargetError } from '../http/normalize.js';
 import { page } from '../http/pages.js';
 import { builtInStages, builtInEntries } from '../plugins/index.js';
 import { buildTls } from './tls.js';
@@ -37,8 +36,6 @@ export interface OutpostOptions {
   /** Build everything (stages, options) but contact nothing: `portcullis --check`. */
   checkOnly?: boolean;
 }
-
-const kTargetError = Symbol('portcullis.targetError');
 
 export class Outpost {
   private readonly apps: FastifyInstance[] = [];
@@ -117,24 +114,11 @@ export class Outpost {
       ...(serverFactory ? { serverFactory: serverFactory as never } : {}),
       // One normalization of the request target, before routing: the stages decide on it and
       // the upstream receives it. A target that cannot be normalized is answered 400 below.
-      rewriteUrl: (req) => {
-        const url = req.url ?? '/';
-        const q = url.indexOf('?');
-        try {
-          const path = normalizePath(q === -1 ? url : url.slice(0, q));
-          return q === -1 ? path : path + url.slice(q);
-        } catch (err) {
-          (req as unknown as Record<symbol, unknown>)[kTargetError] = err;
-          return '/';
-        }
-      },
+      // One normalization of the request target, before routing: the stages decide on it and
+      // the upstream receives it. A refused target is answered 400 by the pipeline's context.
+      rewriteUrl: rewriteRequestUrl,
     });
     app.decorateRequest('portcullis', null);
-    app.addHook('onRequest', (request, reply, done) => {
-      const err = (request.raw as unknown as Record<symbol, unknown>)[kTargetError] as Error | undefined;
-      if (err === undefined) return done();
-      sendRespond(reply, null, page({ status: 400, title: 'Bad request', message: `The request target was refused: ${err instanceof TargetError ? err.reason : 'invalid'}.`, requestId: request.id, wantsJson: false, code: 'request.invalid_target' }));
-    });
     app.route({ method: ['GET', 'HEAD'], url: `${OUTPOST_PREFIX}/ping`, handler: (_req, reply) => reply.code(204).send() });
     const logRequests = this.log.isLevelEnabled('info');
     app.addHook('onResponse', (request, reply, done) => {

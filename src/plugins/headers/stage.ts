@@ -10,6 +10,7 @@ import type { PortcullisConfig } from '../../config/schema.js';
 import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
 import type { SessionRecord } from '../../sessions/store.js';
 import { withoutCookies } from '../../http/cookies.js';
+import { HOP_BY_HOP_HEADERS } from '../../http/hop-by-hop.js';
 
 /** Headers a client may never set for the upstream (normalized: lower case, `_` → `-`). */
 const RESERVED = new Set([
@@ -27,8 +28,8 @@ const RESERVED = new Set([
   'forwarded',
 ]);
 const IDENTITY_PREFIX = 'x-authentik-';
-/** Hop-by-hop headers (RFC 9110 §7.6.1) and `host`, which the upstream stage sets. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+/** Hop-by-hop headers, and `host`, which the upstream stage sets. */
+const NOT_COPIED = new Set([...HOP_BY_HOP_HEADERS, 'host']);
 
 export interface HeaderPolicy {
   readonly outpostName: string;
@@ -142,7 +143,7 @@ export class HeadersStage implements Stage {
       const value = src[name];
       if (value === undefined) continue;
       const norm = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
-      if (HOP_BY_HOP.has(norm) || RESERVED.has(norm) || norm.startsWith(IDENTITY_PREFIX)) continue;
+      if (NOT_COPIED.has(norm) || RESERVED.has(norm) || norm.startsWith(IDENTITY_PREFIX)) continue;
       if (connectionListed !== null && connectionListed.includes(norm)) continue;
       if (identity !== null && identity.names.has(norm)) continue;
       if (norm === 'authorization' && stripAuth) continue;

@@ -12,9 +12,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../../pipeline/contract.js';
 import { page } from '../../http/pages.js';
+import { HOP_BY_HOP_HEADERS } from '../../http/hop-by-hop.js';
+import { sendRespond } from '../../pipeline/fastify.js';
 
-/** Response headers that belong to one hop (RFC 9110 §7.6.1) and are not passed to the client. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 export interface TransportOptions {
   dispatcher: Dispatcher;
@@ -64,7 +64,7 @@ export function createForwarder(opts: TransportOptions) {
           const out: string[] = [];
           for (let i = 0; i < rawHeaders.length; i += 2) {
             const name = rawHeaders[i]!.toString('latin1');
-            if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+            if (HOP_BY_HOP_HEADERS.has(name.toLowerCase())) continue;
             out.push(name, rawHeaders[i + 1]!.toString('latin1'));
           }
           if (ctx.setCookies !== null) for (const c of ctx.setCookies) out.push('set-cookie', c);
@@ -113,19 +113,16 @@ function failed(request: FastifyRequest, reply: FastifyReply, ctx: RequestContex
   const timedOut = err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT' || err.code === 'UND_ERR_CONNECT_TIMEOUT';
   request.log.warn({ err: { message: err.message, code: err.code }, upstream: ctx.upstream?.origin }, timedOut ? 'upstream timed out' : 'upstream failed');
   const superuser = ctx.session?.claims.ak_proxy?.is_superuser === true;
-  const out = page({
-    status: timedOut ? 504 : 502,
-    title: timedOut ? 'Gateway Timeout' : 'Bad Gateway',
-    message: timedOut ? 'The application did not answer in time.' : superuser ? `Failed to connect to the application: ${err.message}` : 'Failed to connect to the application.',
-    requestId: request.id,
-    wantsJson: ctx.wantsJson,
-    code: timedOut ? 'upstream.timeout' : 'upstream.unreachable',
-  });
-  const headers: string[] = [];
-  for (const [k, v] of Object.entries(out.headers ?? {})) for (const one of ([] as string[]).concat(v)) headers.push(k, one);
-  if (ctx.setCookies !== null) for (const c of ctx.setCookies) headers.push('set-cookie', c);
-  const bodyText = out.body ?? '';
-  headers.push('content-length', String(Buffer.byteLength(bodyText)));
-  reply.raw.writeHead(out.status, headers);
-  reply.raw.end(bodyText);
+  sendRespond(
+    reply,
+    ctx,
+    page({
+      status: timedOut ? 504 : 502,
+      title: timedOut ? 'Gateway Timeout' : 'Bad Gateway',
+      message: timedOut ? 'The application did not answer in time.' : superuser ? `Failed to connect to the application: ${err.message}` : 'Failed to connect to the application.',
+      requestId: request.id,
+      wantsJson: ctx.wantsJson,
+      code: timedOut ? 'upstream.timeout' : 'upstream.unreachable',
+    }),
+  );
 }
