@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { startIdentityProvider, DEMO_USERS, type RunningIdp } from '../../src/demo/identity-provider.js';
 import { CookieJar, loginThrough } from '../../test/support/browserless.js';
 import { freePort, startNodeServer, type Child } from '../lib/proc.js';
+import { APACHE_REDIRECT_PATH } from './apache.js';
 
 export const ALICE = { username: 'alice', password: 'alice' };
 const CALLBACK = '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true';
@@ -24,6 +25,8 @@ export interface Env {
   /** Registered before the IdP starts, started on demand. */
   portcullis: Map<string, PortcullisSpec>;
   express: { port: number; clientSecret: string } | null;
+  /** Apache + mod_auth_openidc (scenario 12), registered with the IdP when asked for. */
+  apache: { port: number; clientSecret: string } | null;
   children: Child[];
   close(): Promise<void>;
 }
@@ -32,6 +35,7 @@ export interface EnvOptions {
   /** Portcullis instances to register with the IdP (name → mode). */
   portcullis: { name: string; mode: 'proxy' | 'forward_single' }[];
   express: boolean;
+  apache?: boolean;
   nodeArgs?: string[];
 }
 
@@ -49,6 +53,8 @@ export async function startEnv(opts: EnvOptions): Promise<Env> {
     redirect_uris: [`http://${p.name}.localtest:${p.port}${CALLBACK}`],
     post_logout_redirect_uris: [`http://${p.name}.localtest:${p.port}/`],
   }));
+  const apache = opts.apache ? { port: await freePort(), clientSecret: randomBytes(18).toString('base64url') } : null;
+  if (apache) clients.push({ client_id: 'client-apache', client_secret: apache.clientSecret, redirect_uris: [`http://apache.localtest:${apache.port}${APACHE_REDIRECT_PATH}`], post_logout_redirect_uris: [] });
   if (express) clients.push({ client_id: 'client-express', client_secret: express.clientSecret, redirect_uris: [`http://express.localtest:${express.port}/callback`], post_logout_redirect_uris: [] });
   const idp = await startIdentityProvider({ clients, users: DEMO_USERS });
   let closed = false;
@@ -58,6 +64,7 @@ export async function startEnv(opts: EnvOptions): Promise<Env> {
     upstreamUrl,
     portcullis,
     express,
+    apache,
     children,
     async close() {
       if (closed) return;
@@ -121,8 +128,8 @@ export async function startExpress(env: Env): Promise<Child> {
  * session already (then the IdP skips its login form). The host's cookies are removed from the
  * jar afterwards, so the next login with the same jar makes a new session.
  */
-export async function login(startUrl: string, host: string, jar = new CookieJar()): Promise<string> {
-  const { final, hops } = await loginThrough(startUrl, ALICE, { jar });
+export async function login(startUrl: string, host: string, jar = new CookieJar(), headers?: Record<string, string>): Promise<string> {
+  const { final, hops } = await loginThrough(startUrl, ALICE, { jar, headers });
   const url = new URL(`http://${host}/`);
   const cookie = jar.header(url);
   if (!cookie) throw new Error(`login at ${startUrl} left no cookie for ${host} (final ${final.status}; ${hops.map((h) => `${h.status} ${h.url}`).join(' → ')})`);

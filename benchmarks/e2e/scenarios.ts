@@ -6,6 +6,8 @@ import { runLoad, type Generator, type LoadResult } from '../lib/load.js';
 import { median } from '../lib/stats.js';
 import { startEnv, startPortcullis, startExpress, login, type Env } from './env.js';
 import { nginxBinary, startNginx } from './nginx.js';
+import { apacheAvailable, startApache } from './apache.js';
+import { goAvailable, startGoProxy } from './go.js';
 
 export interface ScenarioDef {
   id: number;
@@ -23,6 +25,9 @@ export const SCENARIOS: readonly ScenarioDef[] = [
   { id: 7, key: 'express', label: 'express + express-openid-connect + http-proxy-middleware' },
   { id: 8, key: 'nginx', label: 'nginx proxy_pass' },
   { id: 9, key: 'hello-identity', label: 'Fastify hello world + the same identity headers as 5' },
+  { id: 10, key: 'go-bare', label: 'Go httputil.ReverseProxy, bare (1 core)' },
+  { id: 11, key: 'go-session', label: 'Go ReverseProxy + oauth2-proxy-style cookie session (1 core)' },
+  { id: 12, key: 'apache-openidc', label: 'Apache httpd + mod_auth_openidc, authenticated' },
 ];
 
 export interface E2EOptions {
@@ -49,6 +54,8 @@ export interface ScenarioResult extends ScenarioDef {
   peakRssMb?: number;
   /** Median over rounds of this scenario's req/s divided by the bare proxy's in the same round. */
   ratioToBare?: number;
+  /** Median over rounds of the server's CPU time (its whole process tree) per request, µs. */
+  cpuUsPerReq?: number;
   errors?: number;
 }
 
@@ -69,6 +76,7 @@ export async function runE2E(opts: E2EOptions): Promise<ScenarioResult[]> {
       ...(want.has(5) ? [{ name: 'fwd', mode: 'forward_single' as const }] : []),
     ],
     express: want.has(7),
+    apache: want.has(12) && apacheAvailable(),
   });
   try {
     return await runIn(env, opts);
@@ -164,6 +172,42 @@ async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
     }
   }
 
+  for (const [id, mode] of [[10, 'bare'], [11, 'session']] as const) {
+    if (!want.has(id)) continue;
+    if (!goAvailable()) {
+      skip(id, 'Go is not installed (Debian golang-go)');
+      continue;
+    }
+    const s = await startGoProxy(upPort, mode);
+    env.children.push(s);
+    let headers: Record<string, string> = {};
+    if (mode === 'session') {
+      const minted = await httpGet(local(s.info.port, '/__mint'));
+      const set = minted.headers['set-cookie'];
+      const cookie = (Array.isArray(set) ? set[0] : set)?.split(';')[0];
+      if (!cookie) throw new Error(`go-session: no cookie from /__mint (status ${minted.status})`);
+      headers = { cookie };
+      const refused = await httpGet(local(s.info.port));
+      if (refused.status !== 401) throw new Error(`go-session: a request without the cookie answered ${refused.status}, not 401`);
+    }
+    targets.push({ def: def(id), server: s, url: local(s.info.port), headers });
+  }
+  if (want.has(12)) {
+    if (!env.apache) skip(12, 'Apache or mod_auth_openidc is not installed (Debian apache2, libapache2-mod-auth-openidc)');
+    else {
+      const host = `apache.localtest:${env.apache.port}`;
+      const s = await startApache({ port: env.apache.port, upstreamPort: upPort, issuer: env.idp.issuer, clientId: 'client-apache', clientSecret: env.apache.clientSecret, host: 'apache.localtest' });
+      env.children.push(s);
+      log('  logging in to Apache + mod_auth_openidc through the OIDC flow…');
+      // mod_auth_openidc answers 401 instead of redirecting unless the client accepts HTML.
+      const cookie = await login(`http://${host}${PATH}`, host, undefined, { accept: 'text/html' });
+      const echo = await httpGet(`http://${host}/__echo`, { headers: { cookie } });
+      const seen = echo.status === 200 ? (JSON.parse(echo.body) as { headers: Record<string, string> }).headers : {};
+      if (seen['oidc_claim_preferred_username'] !== 'alice') throw new Error(`apache probe: upstream did not see the identity headers (status ${echo.status})`);
+      targets.push({ def: def(12), server: s, url: local(s.info.port), headers: { host, cookie } });
+    }
+  }
+
   // Every target must answer 200 before it is measured (wrk counts 3xx as success).
   for (const t of targets) {
     const res = await httpGet(t.url.replace('127.0.0.1', t.headers.host?.split(':')[0] ?? '127.0.0.1'), { headers: t.headers });
@@ -177,10 +221,12 @@ async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
   }
   for (let r = 1; r <= opts.rounds; r++) {
     for (const t of targets) {
+      const cpu0 = t.server.cpu();
       const res = await runLoad(opts.generator, { url: t.url, headers: t.headers, connections: opts.connections, durationSec: opts.durationSec });
+      res.cpuUsPerReq = ((t.server.cpu() - cpu0) * 1e6) / Math.max(1, res.requests);
       results.get(t.def.id)!.rounds.push(res);
       if (res.errors > res.requests * 0.001) throw new Error(`scenario ${t.def.id} (${t.def.key}): ${res.errors} of ${res.requests} responses were not 200`);
-      log(`  round ${r}/${opts.rounds}  ${String(t.def.id).padStart(1)} ${t.def.key.padEnd(18)} ${res.rps.toFixed(0).padStart(7)} req/s  p50 ${res.p50Ms.toFixed(2)} ms  p99 ${res.p99Ms.toFixed(2)} ms${res.errors ? `  errors ${res.errors}` : ''}`);
+      log(`  round ${r}/${opts.rounds}  ${String(t.def.id).padStart(1)} ${t.def.key.padEnd(18)} ${res.rps.toFixed(0).padStart(7)} req/s  p50 ${res.p50Ms.toFixed(2)} ms  p99 ${res.p99Ms.toFixed(2)} ms  CPU ${res.cpuUsPerReq.toFixed(1)} µs/req${res.errors ? `  errors ${res.errors}` : ''}`);
     }
   }
   // Verify once more after the load: still authenticated, still 200.
@@ -196,6 +242,7 @@ async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
     s.p50Ms = median(s.rounds.map((x) => x.p50Ms));
     s.p99Ms = median(s.rounds.map((x) => x.p99Ms));
     s.errors = s.rounds.reduce((a, x) => a + x.errors, 0);
+    s.cpuUsPerReq = median(s.rounds.map((x) => x.cpuUsPerReq ?? NaN).filter(Number.isFinite));
     s.peakRssMb = t.server.rss().hwm / 2 ** 20;
     if (bare && bare.rounds.length === s.rounds.length) s.ratioToBare = median(s.rounds.map((x, i) => x.rps / bare.rounds[i]!.rps));
   }

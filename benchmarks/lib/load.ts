@@ -23,6 +23,8 @@ export interface LoadResult {
   requests: number;
   /** Responses with status >= 400 plus socket errors (wrk counts 3xx as success; probes check status). */
   errors: number;
+  /** CPU time of the server under test per request, µs (set by the scenario runner from /proc). */
+  cpuUsPerReq?: number;
 }
 
 export function detectGenerator(forced?: string): Generator {

@@ -1,7 +1,7 @@
 // Child processes for the benchmarks: every server runs in its own process (so its RSS can be
 // read from /proc), reports readiness over IPC, and is killed when the harness exits or fails.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 export { freePort } from '../../test/support/ports.js';
@@ -39,6 +39,8 @@ export interface Child {
   readonly info: Record<string, unknown>;
   /** Resident set size now and its high-water mark, in bytes (from /proc/<pid>/status). */
   rss(): { rss: number; hwm: number };
+  /** CPU seconds (user + system) used so far by the process and every process below it. */
+  cpu(): number;
   /** Send a message over IPC and wait for the reply of the same `op`. */
   ask(msg: { op: string } & Record<string, unknown>, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
@@ -52,6 +54,55 @@ export function readRss(pid: number): { rss: number; hwm: number } {
   } catch {
     return { rss: 0, hwm: 0 };
   }
+}
+
+/** Clock ticks per second of /proc/<pid>/stat's time fields (getconf CLK_TCK; 100 on Linux). */
+const CLK_TCK = (() => {
+  const out = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(out.stdout?.trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
+/**
+ * CPU seconds of `pid` and all its descendants: utime + stime of each live process, plus the
+ * cutime + cstime it collected from children that already exited (Apache's workers come and
+ * go; a Node server with workers forks). Read from /proc around a load round, the difference
+ * divided by the requests served is the server's CPU per request, whatever the core count.
+ */
+export function cpuSeconds(pid: number): number {
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return NaN;
+  }
+  for (const e of entries) {
+    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
+    try {
+      const raw = readFileSync(`/proc/${e}/stat`, 'utf8');
+      // The command name may hold spaces and parentheses: the fields start after the last ')'.
+      const f = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+      // f[0] is field 3 (state): ppid is field 4, utime..cstime fields 14..17.
+      stats.set(Number(e), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
+    } catch {
+      // the process ended while we read
+    }
+  }
+  const children = new Map<number, number[]>();
+  for (const [p, s] of stats) {
+    const list = children.get(s.ppid);
+    if (list) list.push(p);
+    else children.set(s.ppid, [p]);
+  }
+  let ticks = 0;
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    ticks += stats.get(p)?.ticks ?? 0;
+    todo.push(...(children.get(p) ?? []));
+  }
+  return ticks / CLK_TCK;
 }
 
 function track(name: string, child: ChildProcess): void {
@@ -110,6 +161,7 @@ export async function startNodeServer(name: string, script: string, config: Reco
     pid: child.pid!,
     info,
     rss: () => readRss(child.pid!),
+    cpu: () => cpuSeconds(child.pid!),
     ask: (msg, timeoutMs = 60_000) =>
       new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`${name}: no answer to ${msg.op}`)), timeoutMs);
@@ -123,9 +175,16 @@ export async function startNodeServer(name: string, script: string, config: Reco
   };
 }
 
-/** Start any program (nginx); ready when `port` accepts connections. */
-export async function startProgram(name: string, cmd: string, args: string[], port: number, timeoutMs = 10_000): Promise<Child> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+/** Start any program (nginx, Apache, a Go server); ready when `port` accepts connections. */
+export async function startProgram(
+  name: string,
+  cmd: string,
+  args: string[],
+  port: number,
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; stopSignal?: NodeJS.Signals } = {},
+): Promise<Child> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: opts.env ?? process.env });
   track(name, child);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -142,8 +201,9 @@ export async function startProgram(name: string, cmd: string, args: string[], po
     pid: child.pid!,
     info: { port },
     rss: () => readRss(child.pid!),
+    cpu: () => cpuSeconds(child.pid!),
     ask: () => Promise.reject(new Error(`${name}: no IPC`)),
-    stop: () => stopProcess(child, 'SIGQUIT'),
+    stop: () => stopProcess(child, opts.stopSignal ?? 'SIGQUIT'),
   };
 }
 
