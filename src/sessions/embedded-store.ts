@@ -1,8 +1,9 @@
 // The embedded session store: sessions in memory, and a journal on disk so that a restart
 // keeps them — and keeps deleted ones deleted.
 //
-// Journal: one JSON line per event, `{"op":"put","p":provider,"id":…,"u":userKey-hash,"x":expiresAt,"d":ciphertext}`
-// or `{"op":"del","id":…}`. Session data holds tokens, so it is encrypted (AES-256-GCM) with a
+// Journal: one JSON line per event, `{"op":"put","p":provider,"id":…,"u":userKey-hash,"x":expiresAt,"d":ciphertext}`,
+// `{"op":"del","id":…}` or `{"op":"hdr","n":[names]}` (additionalHeaders names seen at logins,
+// kept forever: see SessionStore.recordHeaderNames). Session data holds tokens, so it is encrypted (AES-256-GCM) with a
 // key derived from the owning provider's cookie_secret: a copy of the file alone reveals nothing.
 // Deletions are written and fsynced before sign-out answers. At open the journal is replayed and
 // rewritten with only the live sessions.
@@ -33,10 +34,15 @@ interface JournalDel {
   op: 'del';
   id: string;
 }
+interface JournalHeaderNames {
+  op: 'hdr';
+  n: string[];
+}
 
 export class EmbeddedSessionStore implements SessionStore {
   private readonly sessions = new Map<string, SessionRecord>();
   private readonly byUser = new Map<string, Set<string>>();
+  private readonly names = new Set<string>();
   private fd: number | null = null;
   private sweeper: NodeJS.Timeout | null = null;
 
@@ -50,6 +56,7 @@ export class EmbeddedSessionStore implements SessionStore {
       // Compact: rewrite only the live sessions, then append from there.
       const tmp = `${path}.${process.pid}.tmp`;
       const fd = openSync(tmp, 'w', 0o600);
+      if (this.names.size > 0) writeSync(fd, this.namesLine([...this.names]));
       for (const r of this.sessions.values()) writeSync(fd, this.line(r));
       fsyncSync(fd);
       closeSync(fd);
@@ -104,6 +111,25 @@ export class EmbeddedSessionStore implements SessionStore {
     return this.sessions.size;
   }
 
+  async recordHeaderNames(names: readonly string[]): Promise<void> {
+    const added = names.filter((n) => !this.names.has(n));
+    if (added.length === 0) return;
+    for (const n of added) this.names.add(n);
+    if (this.fd !== null) {
+      writeSync(this.fd, this.namesLine(added));
+      // Rare (a name never seen before) and it must not be forgotten by a crash: durable now.
+      fsyncSync(this.fd);
+    }
+  }
+
+  headerNames(): ReadonlySet<string> {
+    return this.names;
+  }
+
+  private namesLine(names: string[]): string {
+    return JSON.stringify({ op: 'hdr', n: names } satisfies JournalHeaderNames) + '\n';
+  }
+
   private journalDeletes(ids: string[]): void {
     if (this.fd === null || ids.length === 0) return;
     let lines = '';
@@ -146,9 +172,9 @@ export class EmbeddedSessionStore implements SessionStore {
     let bad = 0;
     for (const raw of text.split('\n')) {
       if (!raw) continue;
-      let entry: JournalPut | JournalDel;
+      let entry: JournalPut | JournalDel | JournalHeaderNames;
       try {
-        entry = JSON.parse(raw) as JournalPut | JournalDel;
+        entry = JSON.parse(raw) as JournalPut | JournalDel | JournalHeaderNames;
       } catch {
         bad++; // a torn last line after a crash
         continue;
@@ -158,6 +184,10 @@ export class EmbeddedSessionStore implements SessionStore {
         if (r) this.forget(r);
         continue;
       }
+      if (entry.op === 'hdr') {
+        if (Array.isArray(entry.n)) for (const n of entry.n) if (typeof n === 'string') this.names.add(n);
+        continue;
+      }
       if (entry.op !== 'put' || entry.x <= now) continue;
       const key = this.opts.keys.get(entry.p);
       if (!key) continue; // provider removed from config: its sessions go
@@ -165,6 +195,8 @@ export class EmbeddedSessionStore implements SessionStore {
         const record = unsealRecord(key, entry.id, entry.d);
         if (record === undefined) continue;
         this.remember(record);
+        // A journal written before names were recorded: its live sessions still teach them.
+        for (const [n] of record.proxy?.additionalHeaders ?? []) this.names.add(n);
       } catch {
         bad++; // key changed (cookie_secret rotated) or corrupted: the session is gone
       }

@@ -8,13 +8,17 @@
 //                                    copy of the database reveals no claims or tokens.
 //   <prefix>user:<sha256(userKey)> → SET of the user's session ids; its expiry is extended to the
 //                                    longest session, so sign-out always finds every live session.
+//   <prefix>header-names           → SET of the additionalHeaders names seen at any login (lower
+//                                    case, no expiry): every replica strips them from requests. Each
+//                                    replica re-reads it every HEADER_NAMES_REFRESH_MS and learns a
+//                                    name at once from a session it loads.
 //
 // A Redis outage makes store calls reject quickly (small retry budget, command timeout); the auth
 // stage turns a rejection into a 500 page — a request is never let through without its session.
 // Requires Redis 7.0 or later (PEXPIRE … NX / GT).
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
-import type { SessionRecord, SessionStore } from './store.js';
+import { HEADER_NAMES_REFRESH_MS, type SessionRecord, type SessionStore } from './store.js';
 import { sealRecord, unsealRecord } from './sealed.js';
 import type { Logger } from '../pipeline/logger.js';
 
@@ -32,6 +36,8 @@ export interface RedisStoreOptions {
   connectTimeoutMs?: number;
   /** How long one command may take before it fails (default 2 s). */
   commandTimeoutMs?: number;
+  /** How often the header-names set is re-read (default HEADER_NAMES_REFRESH_MS). */
+  headerNamesRefreshMs?: number;
 }
 
 interface StoredValue {
@@ -75,6 +81,8 @@ export class RedisSessionStore implements SessionStore {
   /** 'down' while Redis is unreachable after open() (one log line per outage and recovery). */
   private state: 'opening' | 'up' | 'down' = 'opening';
   private lastError = '';
+  private readonly names = new Set<string>();
+  private namesTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.prefix = opts.keyPrefix ?? DEFAULT_KEY_PREFIX;
@@ -125,10 +133,15 @@ export class RedisSessionStore implements SessionStore {
       clearTimeout(timer);
     }
     this.state = 'up';
+    await this.refreshHeaderNames();
+    this.namesTimer = setInterval(() => void this.refreshHeaderNames().catch(() => undefined), this.opts.headerNamesRefreshMs ?? HEADER_NAMES_REFRESH_MS);
+    this.namesTimer.unref();
     this.opts.log.info({ redis: this.where, prefix: this.prefix }, 'session store: Redis connected');
   }
 
   async close(): Promise<void> {
+    if (this.namesTimer) clearInterval(this.namesTimer);
+    this.namesTimer = null;
     if (this.client.status === 'end') return;
     try {
       await this.client.quit();
@@ -146,6 +159,8 @@ export class RedisSessionStore implements SessionStore {
       if (!key) return undefined; // provider removed from config: its sessions go
       const record = unsealRecord(key, id, value.d);
       if (record === undefined || record.expiresAt <= Date.now()) return undefined;
+      // Another replica's login: its names are stripped here from now on, not only after the next refresh.
+      for (const [n] of record.proxy?.additionalHeaders ?? []) if (!this.names.has(n)) this.names.add(n);
       return record;
     } catch {
       return undefined; // key changed (cookie_secret rotated), corrupted or foreign: no session
@@ -200,6 +215,23 @@ export class RedisSessionStore implements SessionStore {
     return ended;
   }
 
+  async recordHeaderNames(names: readonly string[]): Promise<void> {
+    const added = names.filter((n) => !this.names.has(n));
+    if (added.length === 0) return;
+    await this.call(() => this.client.sadd(this.namesKey(), ...added));
+    for (const n of added) this.names.add(n);
+  }
+
+  headerNames(): ReadonlySet<string> {
+    return this.names;
+  }
+
+  /** Adds what other replicas recorded (names are never removed). */
+  async refreshHeaderNames(): Promise<void> {
+    const all = await this.call(() => this.client.smembers(this.namesKey()));
+    for (const n of all) this.names.add(n);
+  }
+
   async size(): Promise<number> {
     const match = globEscape(this.prefix) + 'session:*';
     let cursor = '0';
@@ -214,6 +246,10 @@ export class RedisSessionStore implements SessionStore {
 
   private sessionKey(id: string): string {
     return `${this.prefix}session:${id}`;
+  }
+
+  private namesKey(): string {
+    return `${this.prefix}header-names`;
   }
 
   private userKey(hash: string): string {

@@ -69,7 +69,25 @@ export interface SessionStore {
   deleteUser(userKey: string): Promise<number>;
   /** How many sessions are live (metrics, tests). */
   size(): number | Promise<number>;
+
+  // --- additionalHeaders names (issue 8, item 1) -------------------------------------------
+  // Every header name additionalHeaders produced at any login on this outpost is stripped from
+  // every client request, so the set lives with the sessions: it survives a restart and is
+  // shared by the replicas of a shared store. Names only grow; they are lower case.
+
+  /** Adds names seen at a login; resolves once they are durable (before the session cookie is sent). */
+  recordHeaderNames(names: readonly string[]): Promise<void>;
+  /**
+   * Every name recorded so far that this process knows of. The same Set object for the store's
+   * life (updated in place), so callers may keep it. Names recorded by another replica arrive
+   * within the store's refresh interval (HEADER_NAMES_REFRESH_MS), or sooner when this process
+   * loads a session that carries them.
+   */
+  headerNames(): ReadonlySet<string>;
 }
+
+/** How often a shared store re-reads the names other replicas recorded. */
+export const HEADER_NAMES_REFRESH_MS = 2_000;
 
 /** A stable, non-reversible id for log lines about a user. */
 export function userTag(userKey: string): string {

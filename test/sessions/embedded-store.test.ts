@@ -68,3 +68,36 @@ test('the journal holds no claims or tokens in clear, and a torn line is survive
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('additionalHeaders names survive a reopen and the compaction; an older journal teaches the names of its live sessions', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'store-'));
+  const path = join(dir, 'sessions.jsonl');
+  try {
+    const a = new EmbeddedSessionStore({ path, keys, log });
+    await a.open();
+    const live = a.headerNames();
+    await a.recordHeaderNames(['x-team']);
+    await a.recordHeaderNames(['x-team', 'x-tenant']);
+    assert.deepEqual([...live].sort(), ['x-team', 'x-tenant'], 'the same Set, updated in place');
+    await a.close();
+    for (let i = 0; i < 2; i++) {
+      // Twice: the second open reads the journal that the first one compacted.
+      const b = new EmbeddedSessionStore({ path, keys, log });
+      await b.open();
+      assert.deepEqual([...b.headerNames()].sort(), ['x-team', 'x-tenant']);
+      await b.close();
+    }
+    // A journal from before names were recorded: a live session's additionalHeaders names count.
+    rmSync(path);
+    const c = new EmbeddedSessionStore({ path, keys, log });
+    await c.open();
+    await c.put({ ...record('s1', 'alice'), proxy: { additionalHeaders: [['x-dept', 'ops']] } });
+    await c.close();
+    const d = new EmbeddedSessionStore({ path, keys, log });
+    await d.open();
+    assert.deepEqual([...d.headerNames()], ['x-dept']);
+    await d.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -291,3 +291,29 @@ test('an outpost configured with an unreachable Redis does not start, and says w
     return true;
   });
 });
+
+test('additionalHeaders names: recorded once in Redis, seen by a new store at open, by a running replica within the refresh interval, and at once from a session it loads', async () => {
+  const a = await openStore({ keyPrefix: 'hn:' });
+  const running = new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'hn:', headerNamesRefreshMs: 100 });
+  await running.open();
+  stores.push(running);
+  const lazy = new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'hn:', headerNamesRefreshMs: 60_000 });
+  await lazy.open();
+  stores.push(lazy);
+  assert.equal(a.headerNames().size, 0);
+  const live = a.headerNames();
+  await a.recordHeaderNames(['x-team', 'x-tenant']);
+  await a.recordHeaderNames(['x-team']);
+  assert.deepEqual([...live].sort(), ['x-team', 'x-tenant'], 'the same Set, updated in place');
+  assert.deepEqual((await raw.smembers('hn:header-names')).sort(), ['x-team', 'x-tenant']);
+  const fresh = await openStore({ keyPrefix: 'hn:' });
+  assert.deepEqual([...fresh.headerNames()].sort(), ['x-team', 'x-tenant'], 'a restarted replica knows them at open');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual([...running.headerNames()].sort(), ['x-team', 'x-tenant'], 'a running replica learns them by refresh');
+  assert.equal(lazy.headerNames().has('x-team'), false, 'not refreshed yet (60 s interval)');
+  await a.put({ ...record('h1', 'alice'), proxy: { additionalHeaders: [['x-team', 'admins']] } });
+  await lazy.get('h1');
+  assert.equal(lazy.headerNames().has('x-team'), true, 'a loaded session teaches its names at once');
+  const other = await openStore({ keyPrefix: 'hn-other:' });
+  assert.equal(other.headerNames().size, 0, 'key_prefix separates outposts');
+});

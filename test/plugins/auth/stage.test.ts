@@ -227,5 +227,7 @@ function asyncStore(inner: EmbeddedSessionStore): SessionStore {
     },
     deleteUser: (u) => inner.deleteUser(u),
     size: () => all.size,
+    recordHeaderNames: (names) => inner.recordHeaderNames(names),
+    headerNames: () => inner.headerNames(),
   };
 }
