@@ -9,6 +9,7 @@ import { LineCounter, parseDocument, isMap, isSeq, type Node } from "yaml";
 import RE2 from 're2';
 import { ConfigSchema, type PortcullisConfig, type ProviderConfig } from './schema.js';
 import { parseDuration } from './duration.js';
+import { normalizeHost } from '../http/normalize.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
@@ -183,8 +184,15 @@ function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[
     }
     const url = new URL(p.external_host);
     if (url.search || url.hash) report(['providers', i, 'external_host'], 'config.invalid_value', 'external_host must not have a query or fragment');
-    const key = url.host.toLowerCase();
-    if (hosts.has(key)) report(['providers', i, 'external_host'], 'config.duplicate_host', `external_host ${key} is already used by providers[${hosts.get(key)}]`);
+    // The outpost's endpoints live at /outpost.goauthentik.io/ on the host itself, whatever the
+    // application's base path: a sub-path would send every login to <path>/outpost.goauthentik.io/start,
+    // which is proxied instead of answered, and loop with an ever-growing rd.
+    if (url.pathname !== '/' && url.pathname !== '') {
+      report(['providers', i, 'external_host'], 'config.external_host_path', `external_host must be a scheme and host only (with an optional port), without a path: "${url.pathname}" is not supported; use ${url.origin}`);
+    }
+    // The routing key, as requests are matched: case and a trailing dot do not make another host.
+    const key = normalizeHost(url.host, url.protocol === 'https:' ? 'https' : 'http') || url.host.toLowerCase();
+    if (hosts.has(key)) report(['providers', i, 'external_host'], 'config.duplicate_host', `external_host ${key} is already used by providers[${hosts.get(key)}] (host names are compared without case and without a trailing dot)`);
     hosts.set(key, i);
     if (names.has(p.name)) report(['providers', i, 'name'], 'config.duplicate_name', `provider name "${p.name}" is already used by providers[${names.get(p.name)}]`);
     names.set(p.name, i);

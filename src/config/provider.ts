@@ -19,7 +19,7 @@ export interface ProviderRuntime {
   readonly appName: string;
   readonly mode: ProviderConfig['mode'];
   readonly config: ProviderConfig;
-  /** external_host without trailing slash (a sub-path is kept). */
+  /** external_host's origin (config load refuses a path). */
   readonly externalBase: string;
   readonly externalScheme: 'http' | 'https';
   /** Normalized host of external_host: the routing key. */
@@ -93,7 +93,7 @@ export async function buildProviders(config: PortcullisConfig, log: Logger): Pro
   const runtimes = config.providers.map((p, index): ProviderRuntime => {
     const ext = new URL(p.external_host);
     const externalScheme = ext.protocol === 'https:' ? 'https' : 'http';
-    const externalBase = (ext.origin + ext.pathname).replace(/\/+$/, '');
+    const externalBase = ext.origin;
     const externalHost = normalizeHost(ext.host, externalScheme);
     const domain = p.mode === 'forward_domain' && p.cookie_domain ? p.cookie_domain.replace(/^\./, '').toLowerCase() : null;
     const internal = p.internal_host ? new URL(p.internal_host) : null;

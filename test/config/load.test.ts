@@ -208,7 +208,7 @@ test('a plain-http issuer is refused unless it is on loopback', () => {
 test('two providers on the same external host are refused, whatever the spelling', () => {
   const second = (external_host: string) =>
     provider('', { name: 'other', client_id: 'other', external_host });
-  for (const host of ['https://app.example.com', 'https://APP.example.com:443/', 'http://app.example.com/sub']) {
+  for (const host of ['https://app.example.com', 'https://APP.example.com:443/', 'http://app.example.com', 'https://app.example.com.', 'https://App.Example.COM.:443']) {
     const issue = only(rejects(`${minimal()}${second(host)}`));
     assert.equal(issue.code, 'config.duplicate_host', host);
     assert.equal(issue.field, 'providers[1].external_host');
@@ -259,6 +259,17 @@ test('trusted_proxies entries must be addresses or CIDRs', () => {
   assert.match(err.issues[0]!.message, /"10\.0\.0\.0\/33" is not an IP address or CIDR/);
   const ok = parseConfig(`outpost:\n  trusted_proxies: ["10.0.0.0/8", "::1", "192.168.1.1", "fd00::/8"]\n${minimal()}`, { env: {} });
   assert.deepEqual(ok.outpost.trusted_proxies, ['10.0.0.0/8', '::1', '192.168.1.1', 'fd00::/8']);
+});
+
+test('external_host with a path is refused, naming the field and the line', () => {
+  for (const external_host of ['https://app.example.com/app', 'https://app.example.com/app/', 'https://app.example.com//']) {
+    const issue = only(rejects(minimal('', { external_host })));
+    assert.equal(issue.code, 'config.external_host_path', external_host);
+    assert.equal(issue.field, 'providers[0].external_host');
+    assert.equal(issue.line, 7);
+    assert.match(issue.message, /without a path/);
+  }
+  assert.equal(parseConfig(minimal('', { external_host: 'https://app.example.com/' }), { env: {} }).providers.length, 1);
 });
 
 test('external_host must be an http(s) URL without query or fragment', () => {
