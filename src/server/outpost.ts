@@ -119,6 +119,10 @@ export class Outpost {
       rewriteUrl: rewriteRequestUrl,
     });
     app.decorateRequest('portcullis', null);
+    // `Expect: 100-continue` is answered by the pipeline, not by Node before any decision: a
+    // refused request gets its answer without the client ever sending the body, and the upstream
+    // transport sends the 100 once the request is let through.
+    app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
     app.route({ method: ['GET', 'HEAD'], url: `${OUTPOST_PREFIX}/ping`, handler: (_req, reply) => reply.code(204).send() });
     const logRequests = this.log.isLevelEnabled('info');
     app.addHook('onResponse', (request, reply, done) => {

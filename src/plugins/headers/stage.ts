@@ -28,8 +28,11 @@ const RESERVED = new Set([
   'forwarded',
 ]);
 const IDENTITY_PREFIX = 'x-authentik-';
-/** Hop-by-hop headers, and `host`, which the upstream stage sets. */
-const NOT_COPIED = new Set([...HOP_BY_HOP_HEADERS, 'host']);
+/**
+ * Hop-by-hop headers; `host`, which the upstream stage sets; and `expect`: Portcullis itself
+ * tells the client to continue (the upstream transport), and undici refuses to send it.
+ */
+const NOT_COPIED = new Set([...HOP_BY_HOP_HEADERS, 'host', 'expect']);
 
 export interface HeaderPolicy {
   readonly outpostName: string;
