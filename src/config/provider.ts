@@ -44,7 +44,10 @@ export interface ProviderRuntime {
   readonly redirectPolicy: RedirectPolicy;
   /** The redirect_uri registered at the IdP (authentik's form, with its query). */
   readonly callbackUrl: string;
+  /** Where the IdP sends the browser after sign-out: post_logout_redirect_uri, or the signed-out page. */
   readonly postLogoutUrl: string;
+  /** Whether postLogoutUrl is Portcullis's own signed-out page (it then gets a signed `state`). */
+  readonly postLogoutIsOwnPage: boolean;
   readonly oidc: OidcClient;
 }
 
@@ -122,7 +125,8 @@ export async function buildProviders(config: PortcullisConfig, log: Logger): Pro
       stateKey: deriveKey(p.cookie_secret, `state:${p.client_id}`),
       redirectPolicy: { externalBase, externalHost, cookieDomain: domain },
       callbackUrl: `${externalBase}${OUTPOST_PREFIX}/callback?X-authentik-auth-callback=true`,
-      postLogoutUrl: p.post_logout_redirect_uri ?? externalBase + '/',
+      postLogoutUrl: p.post_logout_redirect_uri ?? `${externalBase}${OUTPOST_PREFIX}/signed_out`,
+      postLogoutIsOwnPage: p.post_logout_redirect_uri === undefined,
       oidc: new OidcClient(
         {
           issuer: p.issuer,

@@ -61,6 +61,7 @@ export const ProviderSchema = Type.Object(
     access_rules: Type.Array(AccessRuleSchema, { default: [] }),
     allowed_backend_hosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'When set, backend_override must name one of these hosts.' })),
     allow_identity_header_override: Type.Boolean({ default: false, description: 'Let additionalHeaders replace X-authentik-* identity headers.' }),
+    userinfo_include_token: Type.Boolean({ default: false, description: 'Include the X-authentik-jwt token as `token` in /outpost.goauthentik.io/userinfo answers.' }),
   },
   { additionalProperties: false },
 );

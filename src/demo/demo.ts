@@ -68,7 +68,7 @@ export async function startDemo(opts: StartDemoOptions = {}): Promise<RunningDem
           client_id: DEMO_CLIENT_ID,
           client_secret: clientSecret,
           redirect_uris: [`${portcullisUrl}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`],
-          post_logout_redirect_uris: [`${portcullisUrl}/`],
+          post_logout_redirect_uris: [`${portcullisUrl}/`, `${portcullisUrl}/outpost.goauthentik.io/signed_out`],
           token_endpoint_auth_method: 'client_secret_basic',
         },
       ],

@@ -144,11 +144,12 @@ export class OidcClient {
   }
 
   /** The RP-initiated logout URL, or null when the provider has no end_session_endpoint. */
-  endSessionUrl(p: { idTokenHint?: string; postLogoutRedirectUri: string }): URL | null {
+  endSessionUrl(p: { idTokenHint?: string; postLogoutRedirectUri: string; state?: string }): URL | null {
     const config = this.configuration;
     if (!config || !config.serverMetadata().end_session_endpoint) return null;
     const params: Record<string, string> = { post_logout_redirect_uri: p.postLogoutRedirectUri, client_id: this.settings.clientId };
     if (p.idTokenHint) params.id_token_hint = p.idTokenHint;
+    if (p.state) params.state = p.state;
     return client.buildEndSessionUrl(config, params);
   }
 

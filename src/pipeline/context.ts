@@ -77,7 +77,14 @@ const ACTIONS: Record<string, Action> = {
   [`${OUTPOST_PREFIX}/start`]: 'start',
   [`${OUTPOST_PREFIX}/callback`]: 'callback',
   [`${OUTPOST_PREFIX}/sign_out`]: 'sign_out',
+  [`${OUTPOST_PREFIX}/signed_out`]: 'signed_out',
+  [`${OUTPOST_PREFIX}/userinfo`]: 'userinfo',
 };
+/**
+ * Pages Portcullis serves only to direct requests: through a forward-auth endpoint a 2xx means
+ * "allow" to the reverse proxy, which would pass the request on to the application instead.
+ */
+const DIRECT_ONLY = new Set<Action>(['signed_out', 'userinfo']);
 const SIGNATURE = /(?:^|&)x-authentik-(auth-callback|logout)=true(?:&|$)/i;
 
 const isLoopback = proxyaddr.compile('loopback');
@@ -203,7 +210,7 @@ export class ContextFactory {
     if (action === 'request' && target.query.length > 20) {
       const m = SIGNATURE.exec(target.query);
       if (m) action = m[1]!.toLowerCase() === 'logout' ? 'sign_out' : 'callback';
-    }
+    } else if (entry !== 'proxy' && DIRECT_ONLY.has(action)) action = 'request';
     // A forward-mode provider has no upstream: on its hosts Portcullis serves only the login
     // endpoints (start, callback, sign_out) and the forward-auth endpoints. Anything else was
     // routed here by mistake (or sent to Portcullis directly) and is never proxied.
@@ -211,7 +218,7 @@ export class ContextFactory {
       return page({
         status: 404,
         title: 'Not found',
-        message: `The provider "${provider.name}" is in ${provider.mode} mode: Portcullis answers only ${OUTPOST_PREFIX}/start, /callback, /sign_out and the forward-auth endpoints ${OUTPOST_PREFIX}/auth/{nginx,traefik,caddy,envoy} here, and proxies nothing. Route the application's other paths to the application itself.`,
+        message: `The provider "${provider.name}" is in ${provider.mode} mode: Portcullis answers only ${OUTPOST_PREFIX}/start, /callback, /sign_out, /signed_out, /userinfo and the forward-auth endpoints ${OUTPOST_PREFIX}/auth/{nginx,traefik,caddy,envoy} here, and proxies nothing. Route the application's other paths to the application itself.`,
         requestId,
         wantsJson: json,
         code: 'routing.forward_mode_no_upstream',

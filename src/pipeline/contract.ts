@@ -23,7 +23,7 @@ export type Entry =
   | 'envoy';
 
 /** What the request asks Portcullis itself to do, before it is an ordinary request. */
-export type Action = 'request' | 'start' | 'callback' | 'sign_out';
+export type Action = 'request' | 'start' | 'callback' | 'sign_out' | 'signed_out' | 'userinfo';
 
 /**
  * The request target after Portcullis's one normalization (see src/http/normalize.ts).

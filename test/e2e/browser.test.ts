@@ -111,9 +111,14 @@ test('Chromium logs in through the IdP, lands on the exact URL, and signs out of
   assert.equal((JSON.parse(valid.body) as { headers: Record<string, string> }).headers['x-authentik-username'], 'alice');
 
   // 5. Sign out: the outpost ends its session, the IdP's logout page submits itself, the IdP
-  //    sends us back to the app, which (no session anywhere) sends us to the IdP login form.
+  //    sends us back to Portcullis's signed-out page; "Sign in again" leads to the app, which
+  //    (no session anywhere) sends us to the IdP login form.
   responses.length = 0;
   await page.goto(`${appOrigin}/outpost.goauthentik.io/sign_out`);
+  await page.waitForURL((url) => url.pathname === '/outpost.goauthentik.io/signed_out');
+  assert.equal(await page.textContent('h1'), 'You are signed out');
+  assert.equal(await page.getAttribute('a', 'href'), `${appOrigin}/`);
+  await page.click('text=Sign in again');
   await page.waitForSelector('#username');
   assert.equal(new URL(page.url()).origin, idpOrigin, `expected the IdP login page, got ${page.url()}`);
   const urls = responses.map((r) => `${r.status()} ${r.url()}`);

@@ -344,7 +344,7 @@ describe('sign-out', () => {
     assert.equal(out.status, 302);
     const end = new URL(String(out.headers.location));
     assert.equal(end.origin, stack.idp.issuer);
-    assert.equal(end.searchParams.get('post_logout_redirect_uri'), stack.url(APP, '/'));
+    assert.equal(end.searchParams.get('post_logout_redirect_uri'), stack.url(APP, '/outpost.goauthentik.io/signed_out'));
     assert.equal(end.searchParams.get('id_token_hint')!.split('.').length, 3);
     assert.match(String(cookieOf(out, cookieNameFor('client-app'))), /Max-Age=0/);
     // Every session of alice's went (earlier tests made more than these three); bob's remain.
@@ -353,9 +353,11 @@ describe('sign-out', () => {
     assert.equal((await httpGet(stack.url(OTHER, '/'), { jar: laptop })).status, 302);
     assert.equal((await httpGet(stack.url(APP, '/'), { jar: phone })).status, 302);
     assert.equal((await httpGet(stack.url(APP, '/'), { jar: bobJar })).status, 200, "another user's session stays");
-    // The IdP logs the browser out and sends it back.
+    // The IdP logs the browser out and sends it back to the signed-out page.
     const { final } = await submitThrough(String(out.headers.location), { jar: phone });
-    assert.ok(final.url.startsWith(stack.idp.issuer) || final.url.startsWith(stack.url(APP)), final.url);
+    assert.equal(new URL(final.url).pathname, '/outpost.goauthentik.io/signed_out', final.url);
+    assert.equal(final.status, 200);
+    assert.match(final.body, /You are signed out/);
   });
 
   test('?X-authentik-logout=true on any URL signs out too', async () => {
@@ -370,7 +372,7 @@ describe('sign-out', () => {
   test('without a session it says so and clears nothing else', async () => {
     const res = await httpGet(stack.url(APP, '/outpost.goauthentik.io/sign_out'));
     assert.equal(res.status, 200);
-    assert.match(res.body, /not signed in/);
+    assert.match(res.body, /You are signed out/);
   });
 });
 

@@ -74,7 +74,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       client_id: `client-${p.name}`,
       client_secret: secrets.get(p.name)!,
       redirect_uris: [`${externalOf(p).replace(/\/$/, '')}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`],
-      post_logout_redirect_uris: [`${externalOf(p).replace(/\/$/, '')}/`],
+      post_logout_redirect_uris: [`${externalOf(p).replace(/\/$/, '')}/`, `${externalOf(p).replace(/\/$/, '')}/outpost.goauthentik.io/signed_out`],
     })),
     users: opts.users ?? DEMO_USERS,
   });

@@ -15,6 +15,8 @@ import { signState, verifyState } from './state.js';
 import { compileMappings, validateProxyClaims, MappingEvaluationError, type CompiledMappings } from '../../mappings/index.js';
 
 const FLOW_TTL_SECONDS = 600;
+/** The flow id of a sign-out's `state` (a login's is random): the two can never be swapped. */
+const SIGNED_OUT_FLOW = 'signed-out';
 /** In-flight logins kept per browser (several tabs may start one at once). */
 const MAX_FLOWS = 5;
 
@@ -181,28 +183,44 @@ export class LoginFlow {
     const p = ctx.provider;
     const session = ctx.session;
     if (readCookie(ctx.headers.cookie, p.cookieName) !== undefined) addCookie(ctx, clearCookie(p.cookieName, p.cookieSuffix));
-    if (!session) {
-      return page({
-        status: 200,
-        title: 'Signed out',
-        message: 'You are not signed in to this application.',
-        requestId: ctx.requestId,
-        wantsJson: ctx.wantsJson,
-        code: 'auth.signed_out',
-        link: { href: p.externalBase + '/', text: 'Sign in again' },
-      });
-    }
+    const back = this.appAfterSignOut(ctx);
+    if (!session) return signedOutPage(ctx, back);
     const ended = await this.store.deleteUser(session.userKey);
     this.log.info({ provider: p.name, user: userTag(session.userKey), sessions: ended, requestId: ctx.requestId }, 'signed out: all sessions of the user ended');
     this.events.signOut(p.name);
-    let location = p.postLogoutUrl;
+    // The signed-out page learns which application to offer "Sign in again" for from a signed
+    // `state`, which the IdP hands back with the post-logout redirect (RP-Initiated Logout §3).
+    const state = p.postLogoutIsOwnPage ? signState({ i: SIGNED_OUT_FLOW, r: back, e: Math.floor(Date.now() / 1000) + FLOW_TTL_SECONDS, p: p.name }, p.stateKey) : undefined;
+    let location = p.postLogoutIsOwnPage ? `${p.postLogoutUrl}?state=${encodeURIComponent(state!)}` : p.postLogoutUrl;
     try {
       await p.oidc.ready();
-      location = p.oidc.endSessionUrl({ idTokenHint: session.idToken, postLogoutRedirectUri: p.postLogoutUrl })?.href ?? location;
+      location = p.oidc.endSessionUrl({ idTokenHint: session.idToken, postLogoutRedirectUri: p.postLogoutUrl, state })?.href ?? location;
     } catch {
       // The IdP is unreachable: the outpost's sessions are ended all the same.
     }
     return { kind: 'respond', status: 302, headers: { location, 'cache-control': 'no-store' } };
+  }
+
+  /** `/outpost.goauthentik.io/signed_out`: where the IdP sends the browser after sign-out. */
+  signedOut(ctx: RequestContext): Respond {
+    const p = ctx.provider;
+    const state = verifyState(new URLSearchParams(ctx.target.query).get('state'), p.stateKey, p.name);
+    const back = state !== null && state.i === SIGNED_OUT_FLOW ? validateRedirect(state.r, p.redirectPolicy) : null;
+    return signedOutPage(ctx, back ?? p.externalBase + '/');
+  }
+
+  /**
+   * The application to sign in to again: `rd` when valid, else the root of the host the sign-out
+   * was requested on (in forward_domain mode an application host, not the auth host), when the
+   * redirect policy accepts it, else external_host.
+   */
+  private appAfterSignOut(ctx: RequestContext): string {
+    const p = ctx.provider;
+    return (
+      validateRedirect(redirectParam(ctx.target.query), p.redirectPolicy) ??
+      validateRedirect(`${ctx.target.scheme}://${ctx.target.host}/`, p.redirectPolicy) ??
+      p.externalBase + '/'
+    );
   }
 
   private readFlows(ctx: RequestContext, now: number): Flow[] {
@@ -238,6 +256,19 @@ export class LoginFlow {
 export function redirectParam(query: string): string | null {
   if (query.startsWith('rd=http://') || query.startsWith('rd=https://')) return query.slice(3);
   return new URLSearchParams(query).get('rd');
+}
+
+/** "You are signed out", with a link to sign in to the application again. */
+export function signedOutPage(ctx: RequestContext, back: string): Respond {
+  return page({
+    status: 200,
+    title: 'You are signed out',
+    message: `You are signed out of ${ctx.provider.appName}.`,
+    requestId: ctx.requestId,
+    wantsJson: ctx.wantsJson,
+    code: 'auth.signed_out',
+    link: { href: back, text: 'Sign in again' },
+  });
 }
 
 export function addCookie(ctx: RequestContext, cookie: string): void {

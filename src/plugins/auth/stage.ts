@@ -13,6 +13,7 @@ import { isPromise } from '../../pipeline/chain.js';
 import { clearCookie, readCookie } from '../../http/cookies.js';
 import { LoginFlow, addCookie, safeDecode } from './login.js';
 import { HeaderAuthenticator, tokenOf, type HeaderAuthResult } from './header-auth.js';
+import { userinfo } from './userinfo.js';
 
 /** Decoded cookie → session id, so that a returning cookie skips the decryption. Bounded. */
 const ID_CACHE_LIMIT = 50_000;
@@ -52,6 +53,15 @@ export class AuthStage implements Stage {
         return this.login.start(ctx);
       case 'callback':
         return this.login.callback(ctx);
+      case 'signed_out':
+        return this.login.signedOut(ctx);
+      case 'userinfo':
+        // A bearer token is as good as a cookie here (an API client of the same application).
+        if (session === undefined && ctx.provider.config.intercept_header_auth) {
+          const viaHeader = this.fromHeader(ctx);
+          return isPromise(viaHeader) ? viaHeader.then(() => userinfo(ctx)) : userinfo(ctx);
+        }
+        return userinfo(ctx);
       case 'sign_out':
         // Signing out ends the user's cached bearer-token sessions too (all providers).
         if (ctx.session !== null) this.headerAuth.purgeUser(ctx.session.userKey);
