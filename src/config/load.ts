@@ -10,6 +10,7 @@ import RE2 from 're2';
 import { ConfigSchema, type PortcullisConfig, type ProviderConfig } from './schema.js';
 import { parseDuration } from './duration.js';
 import { normalizeHost } from '../http/normalize.js';
+import { refusedHeaderName } from '../http/header-names.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
@@ -204,6 +205,10 @@ function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[
       } catch (err) {
         report(['providers', i, 'skip_path_regex'], 'config.invalid_regex', `line ${lineIndex + 1} of skip_path_regex ("${pattern}") is not a valid RE2 regex: ${(err as Error).message}`);
       }
+    });
+    p.additional_header_names.forEach((name, j) => {
+      const refused = refusedHeaderName(name.toLowerCase());
+      if (refused !== undefined) report(['providers', i, 'additional_header_names', j], 'config.invalid_value', `${refused}: "${name}" can never be an additional header`);
     });
     p.access_rules.forEach((rule, r) => {
       rule.paths?.forEach((pattern, j) => {

@@ -49,6 +49,8 @@ export interface ProviderRuntime {
   /** Whether postLogoutUrl is Portcullis's own signed-out page (it then gets a signed `state`). */
   readonly postLogoutIsOwnPage: boolean;
   readonly oidc: OidcClient;
+  /** additional_header_names, lower case: the additionalHeaders this provider is declared to produce. */
+  readonly additionalHeaderNames: ReadonlySet<string>;
 }
 
 export class ProviderRegistry {
@@ -127,6 +129,7 @@ export async function buildProviders(config: PortcullisConfig, log: Logger): Pro
       callbackUrl: `${externalBase}${OUTPOST_PREFIX}/callback?X-authentik-auth-callback=true`,
       postLogoutUrl: p.post_logout_redirect_uri ?? `${externalBase}${OUTPOST_PREFIX}/signed_out`,
       postLogoutIsOwnPage: p.post_logout_redirect_uri === undefined,
+      additionalHeaderNames: new Set((p.additional_header_names ?? []).map((n) => n.toLowerCase())),
       oidc: new OidcClient(
         {
           issuer: p.issuer,

@@ -62,6 +62,10 @@ export const ProviderSchema = Type.Object(
     allowed_backend_hosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'When set, backend_override must name one of these hosts.' })),
     allow_identity_header_override: Type.Boolean({ default: false, description: 'Let additionalHeaders replace X-authentik-* identity headers.' }),
     userinfo_include_token: Type.Boolean({ default: false, description: 'Include the X-authentik-jwt token as `token` in /outpost.goauthentik.io/userinfo answers.' }),
+    additional_header_names: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: "^[!#$%&'*+.^`|~0-9A-Za-z-]+$" }), {
+      default: [],
+      description: 'Header names additionalHeaders may produce for this provider; client copies are removed from every request of the outpost (names seen at logins are added on their own).',
+    }),
   },
   { additionalProperties: false },
 );

@@ -19,14 +19,14 @@ export function readCookie(header: string | undefined, name: string): string | u
 }
 
 /** A Cookie header without the named cookies (or undefined when nothing is left). */
-export function withoutCookies(header: string, names: readonly string[]): string | undefined {
+export function withoutCookies(header: string, names: ReadonlySet<string>): string | undefined {
   const kept: string[] = [];
   for (const part of header.split(';')) {
     const trimmed = part.trim();
     if (!trimmed) continue;
     const eq = trimmed.indexOf('=');
     const name = eq === -1 ? trimmed : trimmed.slice(0, eq);
-    if (!names.includes(name)) kept.push(trimmed);
+    if (!names.has(name)) kept.push(trimmed);
   }
   return kept.length ? kept.join('; ') : undefined;
 }

@@ -2,6 +2,7 @@
 // Pure library: the login flow calls CompiledMappings.evaluate once per login, the request chain
 // calls CompiledAccessRules.check per request and validateProxyClaims when it uses the claims.
 import RE2 from 're2';
+import { refusedHeaderName } from '../http/header-names.js';
 import type { ParseResult } from '@marcbachmann/cel-js';
 import {
   MappingCompileError,
@@ -129,8 +130,8 @@ export interface ValidatedProxyClaims {
   backendOverride: { origin: string; host: string } | null;
   hostHeader: string | null;
   /**
-   * Headers to set on the upstream request, in claim order. Values are ready for Node's
-   * setHeader: characters above U+00FF are sent as their UTF-8 bytes (one char per byte).
+   * Headers to set on the upstream request, in claim order. Values are the claim's text; the
+   * header stage sends every non-ASCII character as its UTF-8 bytes, exactly once.
    */
   additionalHeaders: [string, string][];
   /** Human-readable, each naming the field; the invalid items are dropped. */
@@ -138,22 +139,6 @@ export interface ValidatedProxyClaims {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Never settable from claims, even with allowIdentityHeaderOverride. */
-const NEVER_HEADERS = new Set([
-  'host',
-  'cookie',
-  'connection',
-  'content-length',
-  'transfer-encoding',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'trailers',
-  'upgrade',
-]);
 const MAX_HEADER_VALUE_LENGTH = 8192;
 const MAX_HEADERS = 64;
 const HOST_HEADER = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?)(?::(\d{1,5}))?$/;
@@ -267,8 +252,9 @@ function validateHeaders(userAttributes: unknown, policy: ProxyClaimsPolicy, pro
       continue;
     }
     const normalized = name.toLowerCase();
-    if (NEVER_HEADERS.has(normalized)) {
-      problems.push(`${where}: ${normalized} cannot be set from claims; dropped`);
+    const refused = refusedHeaderName(normalized);
+    if (refused !== undefined) {
+      problems.push(`${where}: ${refused}; dropped`);
       continue;
     }
     if ((normalized.startsWith('x-authentik-') || normalized.startsWith('x-forwarded-')) && !policy.allowIdentityHeaderOverride) {
@@ -303,8 +289,6 @@ function validateHeaders(userAttributes: unknown, policy: ProxyClaimsPolicy, pro
       problems.push(`${where}: more than ${MAX_HEADERS} headers; dropped`);
       continue;
     }
-    // Node sends header strings as Latin-1; send other characters as their UTF-8 bytes, like Go.
-    if (/[^\x00-\xff]/.test(value)) value = Buffer.from(value, 'utf8').toString('latin1');
     seen.add(normalized);
     out.push([name, value]);
   }

@@ -14,6 +14,8 @@ export interface RawRequestView {
   /** The request target (already normalized when it came through Fastify's rewriteUrl). */
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
+  /** Names and values as received (Node keeps only the first Host in `headers`). */
+  readonly rawHeaders?: readonly string[];
   readonly socket: { remoteAddress?: string; encrypted?: boolean };
 }
 
@@ -56,6 +58,13 @@ type SplitTarget = { path: string; query: string };
 
 /** Where rewriteRequestUrl leaves the normalized target (or why there is none) on the raw request. */
 const kTarget = Symbol('portcullis.target');
+/** The request target as the client sent it, before normalization. */
+const kRawTarget = Symbol('portcullis.rawTarget');
+
+/** The request target as received (an entry that must refuse what normalization would resolve). */
+export function rawTargetOf(req: RawRequestView): string {
+  return ((req as unknown as Record<symbol, string | undefined>)[kRawTarget] ?? req.url);
+}
 
 /**
  * Fastify's `rewriteUrl`: the one normalization of the request target, before routing. Routing,
@@ -63,6 +72,7 @@ const kTarget = Symbol('portcullis.target');
  * on the raw request for `ContextFactory.build`, which answers 400 for a refused target.
  */
 export function rewriteRequestUrl(req: { url?: string }): string {
+  (req as Record<symbol, unknown>)[kRawTarget] = req.url ?? '/';
   try {
     const split = splitTarget(req.url ?? '/');
     (req as Record<symbol, unknown>)[kTarget] = split;
@@ -137,6 +147,17 @@ export class ContextFactory {
     const peerTrusted = peerClass === PEER_TRUSTED;
     const json = wantsJson(headers.accept, headers['x-requested-with']);
     const view: PeerView = { peerIp, peerTrusted, forwardTrusted: peerTrusted, requestId, wantsJson: json };
+    // Node keeps the first of several Host headers; a server or proxy behind may keep the last.
+    if (req.rawHeaders !== undefined && hostCount(req.rawHeaders) > 1) {
+      return page({
+        status: 400,
+        title: 'Bad request',
+        message: 'The request has more than one Host header.',
+        requestId,
+        wantsJson: json,
+        code: 'request.duplicate_host',
+      });
+    }
 
     // Normalized once, before routing (rewriteRequestUrl); a view built elsewhere (a benchmark,
     // a test) is normalized here.
@@ -273,6 +294,15 @@ function utf8FromHeader(value: string): string {
     }
   }
   return value;
+}
+
+function hostCount(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && (name === 'host' || name === 'Host' || name.toLowerCase() === 'host')) n++;
+  }
+  return n;
 }
 
 function first(v: string | string[] | undefined): string | undefined {

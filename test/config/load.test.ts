@@ -276,3 +276,16 @@ test('external_host must be an http(s) URL without query or fragment', () => {
   assert.equal(only(rejects(minimal('', { external_host: 'ftp://app.example.com' }))).field, 'providers[0].external_host');
   assert.match(only(rejects(minimal('', { external_host: 'https://app.example.com/?x=1' }))).message, /must not have a query or fragment/);
 });
+
+test('additional_header_names: tokens without "_"; names claims can never set are refused, naming the entry', () => {
+  const ok = parseConfig(minimal('    additional_header_names: [X-Team, x-tenant]\n'), { env: {} });
+  assert.deepEqual(ok.providers[0]!.additional_header_names, ['X-Team', 'x-tenant']);
+  assert.deepEqual(parseConfig(minimal(), { env: {} }).providers[0]!.additional_header_names, []);
+  const underscore = only(rejects(minimal('    additional_header_names: [X_Team]\n')));
+  assert.equal(underscore.field, 'providers[0].additional_header_names[0]');
+  const framing = only(rejects(minimal('    additional_header_names: [X-Ok, Set-Cookie]\n')));
+  assert.equal(framing.code, 'config.invalid_value');
+  assert.equal(framing.field, 'providers[0].additional_header_names[1]');
+  assert.match(framing.message, /set-cookie cannot be set from claims/);
+  assert.match(only(rejects(minimal('    additional_header_names: [Proxy-Foo]\n'))).message, /proxy-\* headers/);
+});

@@ -161,6 +161,19 @@ export class LoginFlow {
       hostHeader: validated.hostHeader ?? undefined,
       additionalHeaders: validated.additionalHeaders.map(([k, v]) => [k.toLowerCase(), v] as const),
     };
+    const headerNames = proxy.additionalHeaders!.map(([n]) => n);
+    if (headerNames.length > 0) {
+      const undeclared = headerNames.filter((n) => !p.additionalHeaderNames.has(n));
+      if (undeclared.length > 0) {
+        // Until this login, a client could have sent these names itself and the upstream believed them.
+        this.log.warn(
+          { provider: p.name, headers: undeclared, requestId: ctx.requestId },
+          'additionalHeaders names not declared in additional_header_names; client copies are stripped from now on, declare them to strip them from the start',
+        );
+      }
+      // Recorded before the session exists: every request of the outpost strips them from now on.
+      await this.store.recordHeaderNames(headerNames);
+    }
     const nowMs = Date.now();
     const record: SessionRecord = {
       id: randomBytes(32).toString('base64url'),

@@ -5,27 +5,55 @@
 // auth replaces it, and when it carried the bearer token that authenticated the request.
 import { inject, injectable } from 'tsyringe';
 import { CONTINUE, type HeaderMap, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
-import { CONFIG, PROVIDERS, VERSION } from '../../pipeline/tokens.js';
+import { CONFIG, PROVIDERS, SESSION_STORE, VERSION } from '../../pipeline/tokens.js';
 import type { PortcullisConfig } from '../../config/schema.js';
 import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
-import type { SessionRecord } from '../../sessions/store.js';
+import type { SessionRecord, SessionStore } from '../../sessions/store.js';
 import { withoutCookies } from '../../http/cookies.js';
 import { HOP_BY_HOP_HEADERS } from '../../http/hop-by-hop.js';
 
-/** Headers a client may never set for the upstream (normalized: lower case, `_` → `-`). */
+/**
+ * Headers a client may never set for the upstream (normalized: lower case, `_` → `-`): those
+ * Portcullis sets itself, and the rewrite headers application frameworks believe (IIS, Symfony,
+ * Laminas read X-Original-URL / X-Rewrite-URL as the path to serve): the decision was made on the
+ * request target, so nothing may tell the application to serve another one, whoever the peer.
+ */
 const RESERVED = new Set([
   'x-forwarded-for',
   'x-forwarded-host',
   'x-forwarded-proto',
-  'x-forwarded-port',
-  'x-forwarded-prefix',
   'x-forwarded-uri',
   'x-forwarded-method',
-  'x-forwarded-server',
   'x-original-url',
   'x-original-uri',
-  'x-real-ip',
+  'x-original-method',
+  'x-rewrite-url',
+  'x-original-host',
+  'x-host',
+]);
+/**
+ * Client-address and scheme headers that frameworks believe (Rails, Django, Spring, Express's
+ * `trust proxy`, …): passed on only from a trusted proxy, which vouches for them as it does for
+ * X-Forwarded-For.
+ */
+const FROM_TRUSTED_PROXIES_ONLY = new Set([
   'forwarded',
+  'x-real-ip',
+  'true-client-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-forwarded',
+  'forwarded-for',
+  'x-forwarded-ssl',
+  'x-forwarded-scheme',
+  'x-forwarded-protocol',
+  'x-url-scheme',
+  'front-end-https',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
 ]);
 const IDENTITY_PREFIX = 'x-authentik-';
 /**
@@ -104,13 +132,26 @@ export class HeadersStage implements Stage {
   private readonly policy: HeaderPolicy;
   /** Identity headers per session, built on first use: claims do not change during a session. */
   private readonly cache = new WeakMap<SessionRecord, IdentityHeaders>();
-  private readonly ownCookies: string[][];
+  private readonly ownCookies: ReadonlySet<string>;
   private readonly stripAuthorization: boolean[];
+  /** additional_header_names of every provider: what additionalHeaders may produce on this outpost. */
+  private readonly declaredNames: ReadonlySet<string>;
+  /** Names seen at any login (the store's live set, shared by replicas). */
+  private readonly seenNames: ReadonlySet<string>;
 
-  constructor(@inject(CONFIG) config: PortcullisConfig, @inject(PROVIDERS) providers: ProviderRegistry, @inject(VERSION) version: string) {
+  constructor(
+    @inject(CONFIG) config: PortcullisConfig,
+    @inject(PROVIDERS) providers: ProviderRegistry,
+    @inject(VERSION) version: string,
+    @inject(SESSION_STORE) store: SessionStore,
+  ) {
     this.policy = { outpostName: config.outpost.name, version: `portcullis/${version}` };
-    this.ownCookies = providers.all.map((p) => [p.cookieName, p.flowCookieName]);
+    // Every provider's cookies, not only the current one's: a forward_domain cookie scoped to the
+    // whole domain reaches a proxy-mode application on a host of it, and could be replayed.
+    this.ownCookies = new Set(providers.all.flatMap((p) => [p.cookieName, p.flowCookieName]));
     this.stripAuthorization = providers.all.map((p) => p.config.basic_auth_enabled);
+    this.declaredNames = new Set(providers.all.flatMap((p) => [...p.additionalHeaderNames]));
+    this.seenNames = store.headerNames();
   }
 
   run(ctx: RequestContext): StageOutcome {
@@ -147,12 +188,15 @@ export class HeadersStage implements Stage {
       if (value === undefined) continue;
       const norm = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
       if (NOT_COPIED.has(norm) || RESERVED.has(norm) || norm.startsWith(IDENTITY_PREFIX)) continue;
+      if (!ctx.peerTrusted && FROM_TRUSTED_PROXIES_ONLY.has(norm)) continue;
       if (connectionListed !== null && connectionListed.includes(norm)) continue;
       if (identity !== null && identity.names.has(norm)) continue;
+      // Any name additionalHeaders can produce on this outpost, whoever the user (or nobody).
+      if (this.declaredNames.has(norm) || this.seenNames.has(norm)) continue;
       if (norm === 'authorization' && stripAuth) continue;
       if (norm !== name) continue; // an underscore spelling of anything is dropped: some servers fold it into `-`
       if (name === 'cookie') {
-        const rest = withoutCookies(value as string, this.ownCookies[ctx.provider.index]!);
+        const rest = withoutCookies(value as string, this.ownCookies);
         if (rest !== undefined) out.push('cookie', rest);
         continue;
       }
