@@ -21,6 +21,7 @@ import { EmbeddedSessionStore } from '../sessions/embedded-store.js';
 import { RedisSessionStore } from '../sessions/redis-store.js';
 import { deriveKey } from '../sessions/cookie-codec.js';
 import { page } from '../http/pages.js';
+import { EXTRA_METHODS } from '../http/methods.js';
 import { builtInStages, builtInEntries } from '../plugins/index.js';
 import { buildTls } from './tls.js';
 import { OutpostMetrics } from './metrics.js';
@@ -118,6 +119,7 @@ export class Outpost {
       // the upstream receives it. A refused target is answered 400 by the pipeline's context.
       rewriteUrl: rewriteRequestUrl,
     });
+    for (const method of EXTRA_METHODS) app.addHttpMethod(method, { hasBody: true });
     app.decorateRequest('portcullis', null);
     // `Expect: 100-continue` is answered by the pipeline, not by Node before any decision: a
     // refused request gets its answer without the client ever sending the body, and the upstream

@@ -9,6 +9,7 @@ import httpProxy from '@fastify/http-proxy';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import type { UpstreamStage } from './stage.js';
 import { createForwarder } from './transport.js';
+import { ROUTED_METHODS } from '../../http/methods.js';
 
 export interface UpstreamTransportOptions {
   connections: number;
@@ -39,6 +40,8 @@ export async function registerUpstream(scope: FastifyInstance, stage: UpstreamSt
     upstream: '',
     prefix: '/',
     websocket: true,
+    // Every method goes through the same chain and is proxied (TRACE is refused by the stage).
+    httpMethods: [...ROUTED_METHODS],
     // HTTP requests go through Portcullis's own transport (transport.ts); @fastify/http-proxy
     // keeps routing, streamed bodies and WebSocket upgrades.
     handler: (request: FastifyRequest, reply: FastifyReply) => forward(request, reply),

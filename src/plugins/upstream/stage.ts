@@ -9,6 +9,15 @@ import type { PortcullisConfig } from '../../config/schema.js';
 import type { ProviderRegistry } from '../../config/provider.js';
 import type { SessionRecord } from '../../sessions/store.js';
 import { page } from '../../http/pages.js';
+import { normalizeHost, splitTarget, TargetError } from '../../http/normalize.js';
+import { ROUTED_METHODS } from '../../http/methods.js';
+
+const TRACE_REFUSED = Object.freeze({
+  kind: 'respond' as const,
+  status: 405,
+  headers: Object.freeze({ allow: ROUTED_METHODS.filter((m) => m !== 'TRACE').join(', '), 'cache-control': 'no-store', 'content-type': 'text/plain; charset=utf-8' }),
+  body: 'TRACE is not served.',
+});
 
 @injectable()
 export class UpstreamStage implements Stage {
@@ -26,12 +35,17 @@ export class UpstreamStage implements Stage {
 
   run(ctx: RequestContext): StageOutcome {
     if (ctx.entry !== 'proxy') return CONTINUE;
+    // TRACE would reflect the request — identity headers included — back to the client.
+    if (ctx.method === 'TRACE') return TRACE_REFUSED;
     const target = this.targetFor(ctx);
     if (target === null) {
       return page({ status: 502, title: 'No upstream', message: 'This provider has no internal_host to proxy to.', requestId: ctx.requestId, wantsJson: ctx.wantsJson, code: 'upstream.not_configured' });
     }
     ctx.upstream = target;
-    if (ctx.upstreamHeaders !== null) ctx.upstreamHeaders.push('host', target.hostHeader);
+    if (ctx.upstreamHeaders !== null) {
+      ctx.upstreamHeaders.push('host', target.hostHeader);
+      if (ctx.headers.destination !== undefined) return destination(ctx, target, ctx.upstreamHeaders);
+    }
     return CONTINUE;
   }
 
@@ -49,4 +63,37 @@ export class UpstreamStage implements Stage {
     }
     return t;
   }
+}
+
+/**
+ * WebDAV COPY and MOVE name their target in `Destination`, an absolute URL on the host the client
+ * sees. The upstream gets another Host (internal_host), and servers such as Apache's mod_dav
+ * refuse a Destination on a host that is not theirs (502 "different scheme or port"): one on this
+ * provider's host is rewritten to the upstream's, with its path normalized as the request's is.
+ * The decision is made on the request path only, so an anonymous request (an allowlisted path)
+ * may not name a Destination at all: it could write outside the allowlisted paths.
+ */
+function destination(ctx: RequestContext, target: UpstreamTarget, headers: string[]): StageOutcome {
+  if (ctx.session === null) {
+    return page({ status: 403, title: 'Sign in first', message: 'COPY and MOVE (a request with a Destination header) need a signed-in user.', requestId: ctx.requestId, wantsJson: ctx.wantsJson, code: 'upstream.destination_anonymous' });
+  }
+  const i = headers.indexOf('destination');
+  if (i === -1 || i % 2 !== 0) return CONTINUE;
+  let url: URL;
+  try {
+    url = new URL(headers[i + 1]!);
+  } catch {
+    return CONTINUE; // a relative or odd value: the upstream judges it
+  }
+  const scheme = url.protocol === 'https:' ? 'https' : url.protocol === 'http:' ? 'http' : null;
+  if (scheme !== ctx.target.scheme || normalizeHost(url.host, scheme) !== ctx.target.host || url.username !== '' || url.password !== '') return CONTINUE;
+  let split: { path: string; query: string };
+  try {
+    split = splitTarget(url.pathname + url.search);
+  } catch (err) {
+    return page({ status: 400, title: 'Bad request', message: `The Destination header was refused: ${err instanceof TargetError ? err.reason : 'invalid'}.`, requestId: ctx.requestId, wantsJson: ctx.wantsJson, code: 'request.invalid_destination' });
+  }
+  const origin = target.origin.startsWith('https:') ? 'https://' : 'http://';
+  headers[i + 1] = `${origin}${target.hostHeader}${split.path}${split.query === '' ? '' : '?' + split.query}`;
+  return CONTINUE;
 }
