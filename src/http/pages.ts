@@ -41,6 +41,19 @@ export function page(opts: PageOptions): Respond {
   return { kind: 'respond', status: opts.status, headers, body };
 }
 
+/** The answer while the session store cannot be reached (auth stage, allowlist stage). */
+export function sessionStoreUnavailable(requestId: string, wantsJson: boolean, message?: string): Respond {
+  return page({
+    status: 503,
+    title: 'Sign-in temporarily unavailable',
+    message: message ?? 'Portcullis cannot reach its session store right now, so it cannot tell who you are. Your session is not lost: try again in a moment.',
+    requestId,
+    wantsJson,
+    code: 'sessions.unavailable',
+    extraHeaders: { 'retry-after': '5' },
+  });
+}
+
 /** Whether the client asked for JSON rather than a page (API calls, XHR). */
 export function wantsJson(accept: string | undefined, requestedWith: string | string[] | undefined): boolean {
   if (requestedWith === 'XMLHttpRequest') return true;

@@ -262,6 +262,7 @@ export class ContextFactory {
       wantsJson: json,
       session: null,
       headerAuth: null,
+      sessionUnavailable: false,
       allowlisted: false,
       identityHeaders: null,
       upstreamHeaders: null,

@@ -87,6 +87,12 @@ export interface RequestContext {
    * attempted (a session cookie, no or a foreign Authorization scheme, or intercept_header_auth off).
    */
   headerAuth: HeaderAuthOutcome | null;
+  /**
+   * Set by the auth stage when the request named a session (a valid cookie) but the session store
+   * could not be asked (Redis down): the request is anonymous, allowlisted paths are served, and
+   * protected paths answer 503 — never the login redirect that would loop, never the upstream.
+   */
+  sessionUnavailable: boolean;
   /** Set by the allowlist stage: the request matched an unauthenticated path. */
   allowlisted: boolean;
   /** Identity headers for the upstream (proxy) or the reverse proxy (forward auth). */

@@ -14,7 +14,8 @@
 //                                    name at once from a session it loads.
 //
 // A Redis outage makes store calls reject quickly (small retry budget, command timeout); the auth
-// stage turns a rejection into a 500 page — a request is never let through without its session.
+// stage treats a rejection as "no session, store unavailable": allowlisted paths are served
+// anonymously, everything else answers 503 — a request is never let through without its session.
 // Requires Redis 7.0 or later (PEXPIRE … NX / GT).
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';

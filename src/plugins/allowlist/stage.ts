@@ -9,7 +9,7 @@ import { CONTINUE, type RequestContext, type Stage, type StageOutcome, type Resp
 import { PROVIDERS } from '../../pipeline/tokens.js';
 import { OUTPOST_PREFIX, type ProviderRegistry, type ProviderRuntime } from '../../config/provider.js';
 import { skipPatternLines } from '../../config/load.js';
-import { page } from '../../http/pages.js';
+import { page, sessionStoreUnavailable } from '../../http/pages.js';
 
 export interface CompiledAllowlist {
   /**
@@ -71,6 +71,9 @@ export class AllowlistStage implements Stage {
 export function challenge(ctx: RequestContext): Respond {
   const p = ctx.provider;
   const t = ctx.target;
+  // The request named a session the store could not be asked about: a login redirect would only
+  // come back here (the session may well be alive).
+  if (ctx.sessionUnavailable) return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson);
   // A token was presented and could not be accepted: never a login redirect, never the upstream.
   if (ctx.headerAuth === 'refused') {
     return page({

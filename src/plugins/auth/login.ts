@@ -10,7 +10,7 @@ import { userKeyOf, userTag, type SessionRecord, type SessionStore, type Session
 import { OidcError } from '../../oidc/client.js';
 import { validateRedirect } from '../../http/redirects.js';
 import { clearCookie, readCookie, setCookie } from '../../http/cookies.js';
-import { page } from '../../http/pages.js';
+import { page, sessionStoreUnavailable } from '../../http/pages.js';
 import { signState, verifyState } from './state.js';
 import { compileMappings, validateProxyClaims, MappingEvaluationError, type CompiledMappings } from '../../mappings/index.js';
 
@@ -186,7 +186,12 @@ export class LoginFlow {
       accessToken: login.accessToken,
       proxy,
     };
-    await this.store.put(record);
+    try {
+      await this.store.put(record);
+    } catch (err) {
+      this.log.error({ provider: p.name, err: (err as Error).message, requestId: ctx.requestId }, 'login completed at the IdP but the session could not be stored');
+      return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson, 'You signed in, but Portcullis cannot reach its session store right now to keep the session. Try again in a moment.');
+    }
     addCookie(ctx, setCookie(p.cookieName, encodeURIComponent(p.sessionCodec.encode({ s: record.id })), p.sessionTtlSeconds, p.cookieSuffix));
     this.log.info({ provider: p.name, user: userTag(record.userKey), requestId: ctx.requestId }, 'login completed');
     return { kind: 'respond', status: 302, headers: { location: state.r, 'cache-control': 'no-store' } };
@@ -198,7 +203,13 @@ export class LoginFlow {
     if (readCookie(ctx.headers.cookie, p.cookieName) !== undefined) addCookie(ctx, clearCookie(p.cookieName, p.cookieSuffix));
     const back = this.appAfterSignOut(ctx);
     if (!session) return signedOutPage(ctx, back);
-    const ended = await this.store.deleteUser(session.userKey);
+    let ended: number;
+    try {
+      ended = await this.store.deleteUser(session.userKey);
+    } catch (err) {
+      this.log.error({ provider: p.name, err: (err as Error).message, requestId: ctx.requestId }, 'sign-out failed: the session store is unavailable');
+      return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson, 'Portcullis cannot reach its session store right now, so your sessions could not be ended. Try signing out again in a moment.');
+    }
     this.log.info({ provider: p.name, user: userTag(session.userKey), sessions: ended, requestId: ctx.requestId }, 'signed out: all sessions of the user ended');
     this.events.signOut(p.name);
     // The signed-out page learns which application to offer "Sign in again" for from a signed

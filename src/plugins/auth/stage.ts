@@ -11,6 +11,7 @@ import type { SessionRecord, SessionStore } from '../../sessions/store.js';
 import type { Logger } from '../../pipeline/logger.js';
 import { isPromise } from '../../pipeline/chain.js';
 import { clearCookie, readCookie } from '../../http/cookies.js';
+import { sessionStoreUnavailable } from '../../http/pages.js';
 import { LoginFlow, addCookie, safeDecode } from './login.js';
 import { HeaderAuthenticator, tokenOf, type HeaderAuthResult } from './header-auth.js';
 import { userinfo } from './userinfo.js';
@@ -25,6 +26,7 @@ export class AuthStage implements Stage {
   /** Bearer-token introspection and its cache. */
   readonly headerAuth: HeaderAuthenticator;
   private readonly idCache = new Map<string, string>();
+  private readonly log: Logger;
 
   constructor(
     @inject(PROVIDERS) providers: ProviderRegistry,
@@ -33,6 +35,7 @@ export class AuthStage implements Stage {
     @inject(AUTH_EVENTS, { isOptional: true }) events?: AuthEvents,
   ) {
     const own = log.child({ stage: 'auth' });
+    this.log = own;
     this.login = new LoginFlow(providers.all, store, own, events);
     this.headerAuth = new HeaderAuthenticator(own);
   }
@@ -47,7 +50,7 @@ export class AuthStage implements Stage {
     if (session !== undefined) ctx.session = session;
     switch (ctx.action) {
       case 'request':
-        if (session === undefined && ctx.provider.config.intercept_header_auth) return this.fromHeader(ctx);
+        if (session === undefined && !ctx.sessionUnavailable && ctx.provider.config.intercept_header_auth) return this.fromHeader(ctx);
         return CONTINUE;
       case 'start':
         return this.login.start(ctx);
@@ -63,6 +66,8 @@ export class AuthStage implements Stage {
         }
         return userinfo(ctx);
       case 'sign_out':
+        // Whose sessions to end cannot be known: never a "signed out" page that is not true.
+        if (ctx.sessionUnavailable) return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson, 'Portcullis cannot reach its session store right now, so your sessions could not be ended. Try signing out again in a moment.');
         // Signing out ends the user's cached bearer-token sessions too (all providers).
         if (ctx.session !== null) this.headerAuth.purgeUser(ctx.session.userKey);
         return this.login.signOut(ctx);
@@ -86,8 +91,15 @@ export class AuthStage implements Stage {
     const id = this.sessionIdOf(p, raw);
     if (id === undefined) return this.reject(ctx);
     const found = this.store.get(id);
-    if (isPromise(found)) return found.then((r) => this.accept(ctx, r));
+    if (isPromise(found)) return found.then((r) => this.accept(ctx, r), (err: Error) => this.unavailable(ctx, err));
     return this.accept(ctx, found);
+  }
+
+  /** The store failed: the cookie is kept (the session may be fine), the request goes on anonymous. */
+  private unavailable(ctx: RequestContext, err: Error): undefined {
+    ctx.sessionUnavailable = true;
+    this.log.debug({ requestId: ctx.requestId, provider: ctx.provider.name, err: err.message }, 'session store unavailable: request treated as anonymous');
+    return undefined;
   }
 
   private accept(ctx: RequestContext, r: SessionRecord | undefined): SessionRecord | undefined {
