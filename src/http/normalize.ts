@@ -9,6 +9,8 @@
 // - a path that would still climb through a segment once encoded separators or `;` parameters
 //   are taken into account (`/a/..%2Fadmin`, `/a/..;/admin`) is refused, as are invalid escapes,
 //   control characters, `#`, and targets that are not origin-form;
+// - `%25` followed by an encoded dot, slash or backslash (`%252e`, `%25%32%66`, `%25255c`) is
+//   refused: decoded once more, by a backend or a second proxy, it would be a separator;
 // - the query string is kept byte for byte and never takes part in a decision.
 // The result is what every decision uses and exactly what the upstream receives.
 
@@ -79,6 +81,9 @@ export function normalizePath(rawPath: string): string {
       decoded += rawPath[i];
     }
   }
+  // A backend (or a second proxy) that decodes once more would see `.`, `/` or `\` here:
+  // `/public/%252e%252e/admin` must not be allowed as /public/… and served as /admin.
+  if (decoded.indexOf('%25') !== -1) assertNoDoubleEncodedSeparator(decoded);
   // 2. Segments: merge slashes, resolve dot segments.
   const parts = decoded.split('/');
   const out: string[] = [];
@@ -103,6 +108,16 @@ export function normalizePath(rawPath: string): string {
   let path = '/' + out.join('/');
   if (trailingSlash && out.length > 0) path += '/';
   return path;
+}
+
+/** `%25`, any further `25`s, then `2E`, `2F` or `5C` (any case): a dot, slash or backslash encoded twice or more. */
+function assertNoDoubleEncodedSeparator(decoded: string): void {
+  for (let at = decoded.indexOf('%25'); at !== -1; at = decoded.indexOf('%25', at + 3)) {
+    let j = at + 3;
+    while (decoded.charCodeAt(j) === 50 /* 2 */ && decoded.charCodeAt(j + 1) === 53 /* 5 */) j += 2;
+    const pair = decoded.slice(j, j + 2).toUpperCase();
+    if (pair === '2E' || pair === '2F' || pair === '5C') throw new TargetError('double-encoded dot, slash or backslash in path');
+  }
 }
 
 function assertNoHiddenDotSegment(seg: string): void {

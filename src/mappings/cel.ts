@@ -49,17 +49,34 @@ export class MappingEvaluationError extends Error {
 let mappingEnv: Environment | undefined;
 let ruleEnv: Environment | undefined;
 
+/**
+ * matches() runs on RE2. cel-js evaluates it with a JS RegExp, and RE2 syntax accepts patterns
+ * such as `^(a+)+$` that backtrack exponentially there — on request headers at login, or on
+ * claims at every request. Every matches() call is renamed to this function at compile time; its
+ * patterns are string literals compiled once.
+ */
+const RE2_MATCHES = 're2Matches';
+const compiledPatterns = new Map<string, RE2>();
+function re2Matches(text: string, pattern: string): boolean {
+  let re = compiledPatterns.get(pattern);
+  if (re === undefined) compiledPatterns.set(pattern, (re = new RE2(pattern)));
+  return re.test(text);
+}
+
+function newEnvironment(): Environment {
+  return new Environment({ homogeneousAggregateLiterals: false, limits: CEL_LIMITS })
+    .registerFunction(`string.${RE2_MATCHES}(string): bool`, re2Matches)
+    .registerFunction(`${RE2_MATCHES}(string, string): bool`, re2Matches);
+}
+
 /** Variables `claims`, `request`, `provider` (all maps). Built lazily, once. */
 export function mappingEnvironment(): Environment {
-  return (mappingEnv ??= new Environment({ homogeneousAggregateLiterals: false, limits: CEL_LIMITS })
-    .registerVariable('claims', 'map')
-    .registerVariable('request', 'map')
-    .registerVariable('provider', 'map'));
+  return (mappingEnv ??= newEnvironment().registerVariable('claims', 'map').registerVariable('request', 'map').registerVariable('provider', 'map'));
 }
 
 /** Variable `claims` (map) only. */
 export function ruleEnvironment(): Environment {
-  return (ruleEnv ??= new Environment({ homogeneousAggregateLiterals: false, limits: CEL_LIMITS }).registerVariable('claims', 'map'));
+  return (ruleEnv ??= newEnvironment().registerVariable('claims', 'map'));
 }
 
 /** 1-based line and column of a character offset. */
@@ -108,6 +125,7 @@ export function compileExpression(env: Environment, label: string, expression: s
   } catch (err) {
     return fail(err);
   }
+  useRe2ForMatches(parsed.ast, label, expression);
   // check() also stores the checked types on the AST, so evaluation never type-checks again.
   const checked = parsed.check();
   if (!checked.valid) return fail(checked.error);
@@ -120,7 +138,39 @@ export function compileExpression(env: Environment, label: string, expression: s
   return parsed;
 }
 
-/** Enforces the comprehension nesting bound and RE2-compatible literal patterns for matches(). */
+/**
+ * Before type-checking: every matches() call gets a string literal RE2 pattern (compiled here, so
+ * a bad one fails at start) and is renamed to the RE2-backed function.
+ */
+function useRe2ForMatches(root: ASTNode, label: string, expression: string): void {
+  const at = (node: { start?: number; pos?: number }) => offsetToPosition(expression, node.start ?? node.pos ?? 0);
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      for (const child of node) visit(child);
+      return;
+    }
+    if (!node || typeof node !== 'object' || !('op' in node)) return;
+    const n = node as ASTNode;
+    if ((n.op === 'rcall' || n.op === 'call') && n.args[0] === 'matches') {
+      const args = n.op === 'rcall' ? n.args[2] : n.args[1];
+      const pattern = args[args.length - 1];
+      if (!pattern || pattern.op !== 'value' || typeof pattern.args !== 'string') {
+        throw new MappingCompileError(label, 'matches() needs a string literal pattern', at(n));
+      }
+      try {
+        if (!compiledPatterns.has(pattern.args)) compiledPatterns.set(pattern.args, new RE2(pattern.args));
+      } catch (err) {
+        throw new MappingCompileError(label, `matches() pattern is not a valid RE2 regex: ${(err as Error).message}`, at(pattern));
+      }
+      (n.args as unknown[])[0] = RE2_MATCHES;
+    }
+    if (n.op === 'value' || n.op === 'id') return;
+    visit(n.args);
+  };
+  visit(root);
+}
+
+/** Enforces the comprehension nesting bound. */
 function inspectAst(root: ASTNode, label: string, expression: string): void {
   const at = (node: { start?: number; pos?: number }) => offsetToPosition(expression, node.start ?? node.pos ?? 0);
   const visit = (node: unknown, depth: number): void => {
@@ -137,18 +187,6 @@ function inspectAst(root: ASTNode, label: string, expression: string): void {
         nextDepth = depth + 1;
         if (nextDepth > MAX_COMPREHENSION_NESTING) {
           throw new MappingCompileError(label, `comprehensions (${[...COMPREHENSIONS].join(', ')}) may be nested at most ${MAX_COMPREHENSION_NESTING} deep`, at(n));
-        }
-      }
-      if (name === 'matches') {
-        const args = n.op === 'rcall' ? n.args[2] : n.args[1];
-        const pattern = args[args.length - 1];
-        if (!pattern || pattern.op !== 'value' || typeof pattern.args !== 'string') {
-          throw new MappingCompileError(label, 'matches() needs a string literal pattern', at(n));
-        }
-        try {
-          new RE2(pattern.args);
-        } catch (err) {
-          throw new MappingCompileError(label, `matches() pattern is not a valid RE2 regex: ${(err as Error).message}`, at(pattern));
         }
       }
     }

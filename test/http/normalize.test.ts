@@ -63,7 +63,7 @@ test('escapes of unreserved characters are decoded; all others kept with upper-c
     '/a%3fb': '/a%3Fb',
     '/a%20b': '/a%20b',
     '/%c3%a9': '/%C3%A9',
-    '/a/%252e%252e/b': '/a/%252e%252e/b',
+    '/a/%2541/b': '/a/%2541/b',
   });
 });
 
@@ -93,6 +93,15 @@ test('a dot segment hidden behind an encoded separator or ";" is refused', () =>
   refused('/a/..%3b/b', hidden);
   // Not dot segments: kept.
   table({ '/a;b': '/a;b', '/a/;/b': '/a/;/b', '/a/...;x/b': '/a/...;x/b', '/a/..x%2Fb': '/a/..x%2Fb', '/a/b;..': '/a/b;..' });
+});
+
+test('a dot, slash or backslash encoded twice or more is refused (a backend decoding again would see it)', () => {
+  const twice = /double-encoded/;
+  for (const raw of ['/public/%252e%252e/admin', '/public/%252E%252E/admin', '/a/%252fb', '/a/%252F', '/a/%255cb', '/a/%255C', '/a/%25%32%65', '/a/%25%32%46x', '/a/%25252e', '/a/%2525252F', '/a/x%25%252e', '/%252e']) {
+    refused(raw, twice);
+  }
+  // %25 before anything else is an ordinary escaped percent sign.
+  table({ '/100%25': '/100%25', '/a/%2541': '/a/%2541', '/a/%2520b': '/a/%2520b', '/a/%25': '/a/%25', '/a/%252': '/a/%252', '/a/%25.x': '/a/%25.x' });
 });
 
 test('an encoded # stays encoded; a literal # is refused', () => {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  compileAccessRules,
   compileMappings,
   deepMerge,
   MappingCompileError,
@@ -63,6 +64,23 @@ test('matches() needs an RE2-compatible literal pattern', () => {
   assert.match(compileError('{"a": claims.email.matches("(a)\\\\1")}').detail, /RE2/);
   const ok = compileMappings([{ name: 'm', expression: '{"corp": claims.email.matches("@corp\\\\.com$")}' }]);
   assert.deepEqual(ok.evaluate(input({ email: 'a@corp.com' })).corp, true);
+});
+
+test('matches() runs on RE2: a pattern that backtracks exponentially in a JS RegExp costs nothing on hostile request data (issue 8 item 3)', () => {
+  const m = compileMappings([{ name: 'm', expression: '{"hit": request.headers["x-probe"].matches("^(a+)+$"), "fn": matches(request.headers["x-probe"], "^(a|aa)+$")}' }]);
+  const hostile = 'a'.repeat(30) + '!';
+  const t0 = process.hrtime.bigint();
+  const out = m.evaluate({ ...input({ sub: '1' }), request: { host: 'h', path: '/', headers: { 'x-probe': hostile } } });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  assert.equal(out.hit, false);
+  assert.equal(out.fn, false);
+  // A backtracking engine needs about 2^30 steps for this input (many seconds).
+  assert.ok(ms < 200, `took ${ms.toFixed(1)} ms`);
+  const rules = compileAccessRules([{ when: 'claims.name.matches("^(a+)+$")' }]);
+  const t1 = process.hrtime.bigint();
+  assert.deepEqual(rules.check('/', { sub: '1', name: hostile }), { allowed: false, rule: 'access_rules[0]' });
+  assert.ok(Number(process.hrtime.bigint() - t1) / 1e6 < 200);
+  assert.deepEqual(rules.check('/', { sub: '1', name: 'aaa' }), { allowed: true });
 });
 
 test('compiles once: count and repeated evaluation', () => {
