@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile, parseConfig, ConfigError, type PortcullisConfig } from './config/index.js';
 import { Outpost } from './server/outpost.js';
 import { VERSION_STRING } from './version.js';
+import { runSingleProcess } from './server/service.js';
 
 const USAGE = `Usage:
   portcullis --config FILE        run the outpost
@@ -69,9 +70,8 @@ async function main(): Promise<number> {
     console.log(`${values.config}: OK (${config.providers.length} provider${config.providers.length === 1 ? '' : 's'})`);
     return 0;
   }
-  let outpost: Outpost;
   try {
-    outpost = await Outpost.create(config);
+    await runSingleProcess({ config, configPath: values.config, onStopped: closeDemo ?? undefined });
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(err.message);
@@ -79,16 +79,6 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  const addresses = await outpost.listen();
-  outpost.log.info({ http: addresses.http, https: addresses.https, version: VERSION_STRING }, 'Portcullis is listening');
-  const stop = async (signal: string) => {
-    outpost.log.info({ signal }, 'shutting down');
-    await outpost.close();
-    if (closeDemo) await closeDemo();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
   return -1; // keep running
 }
 

@@ -7,7 +7,7 @@ import { normalizeHost, hostnameOf } from '../http/normalize.js';
 import { cookieAttributeSuffix } from '../http/cookies.js';
 import type { RedirectPolicy } from '../http/redirects.js';
 import { createCookieCodecs, deriveKey, type CookieCodec } from '../sessions/cookie-codec.js';
-import { OidcClient } from '../oidc/client.js';
+import { OidcClient, type OidcSettings } from '../oidc/client.js';
 import type { Logger } from '../pipeline/logger.js';
 
 export const OUTPOST_PREFIX = '/outpost.goauthentik.io';
@@ -89,7 +89,13 @@ export function issuerAllowsHttp(issuer: string): boolean {
   return u.protocol === 'http:' && isLoopbackHostname(u.hostname);
 }
 
-export async function buildProviders(config: PortcullisConfig, log: Logger): Promise<ProviderRegistry> {
+/**
+ * `previous`: the registry of the config being replaced by a reload. A provider whose OpenID
+ * settings are unchanged keeps its client (discovery and keys), so a reload does not make the
+ * outpost unready or send every login through discovery again.
+ */
+export async function buildProviders(config: PortcullisConfig, log: Logger, previous?: ProviderRegistry): Promise<ProviderRegistry> {
+  const reusable = new Map((previous?.all ?? []).map((p) => [oidcSettingsKey(p.oidc.settings), p.oidc]));
   const specs = config.providers.flatMap((p, i) => [
     { name: `p${i}.session`, secret: p.cookie_secret, purpose: `session:${p.client_id}`, expirySeconds: Number(p.access_token_validity) },
     { name: `p${i}.flow`, secret: p.cookie_secret, purpose: `flow:${p.client_id}`, expirySeconds: 600 },
@@ -104,6 +110,14 @@ export async function buildProviders(config: PortcullisConfig, log: Logger): Pro
     const internal = p.internal_host ? new URL(p.internal_host) : null;
     const cookieName = cookieNameFor(p.client_id);
     const ttl = Number(p.access_token_validity);
+    const settings: OidcSettings = {
+      issuer: p.issuer,
+      clientId: p.client_id,
+      clientSecret: p.client_secret,
+      authMethod: p.token_endpoint_auth_method ?? 'client_secret_basic',
+      scopes: p.scopes_to_request,
+      allowHttp: issuerAllowsHttp(p.issuer),
+    };
     return {
       index,
       name: p.name,
@@ -130,20 +144,14 @@ export async function buildProviders(config: PortcullisConfig, log: Logger): Pro
       postLogoutUrl: p.post_logout_redirect_uri ?? `${externalBase}${OUTPOST_PREFIX}/signed_out`,
       postLogoutIsOwnPage: p.post_logout_redirect_uri === undefined,
       additionalHeaderNames: new Set((p.additional_header_names ?? []).map((n) => n.toLowerCase())),
-      oidc: new OidcClient(
-        {
-          issuer: p.issuer,
-          clientId: p.client_id,
-          clientSecret: p.client_secret,
-          authMethod: p.token_endpoint_auth_method ?? 'client_secret_basic',
-          scopes: p.scopes_to_request,
-          allowHttp: issuerAllowsHttp(p.issuer),
-        },
-        log.child({ provider: p.name }),
-      ),
+      oidc: reusable.get(oidcSettingsKey(settings)) ?? new OidcClient(settings, log.child({ provider: p.name })),
     };
   });
   return new ProviderRegistry(runtimes);
+}
+
+function oidcSettingsKey(s: OidcSettings): string {
+  return JSON.stringify([s.issuer, s.clientId, s.clientSecret, s.authMethod, s.scopes, s.allowHttp, s.timeoutSeconds ?? null]);
 }
 
 function slugify(name: string): string {

@@ -145,6 +145,12 @@ export const OutpostSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    shutdown_timeout: Type.Integer({
+      minimum: 0,
+      default: 25,
+      description: 'Seconds SIGTERM/SIGINT waits for in-flight requests before cutting them (25: inside Kubernetes\' default 30 s grace period).',
+    }),
+    watch_config: Type.Boolean({ default: false, description: 'Reload when the config file changes, as on SIGHUP.' }),
   },
   { additionalProperties: false },
 );

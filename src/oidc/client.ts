@@ -53,6 +53,11 @@ export class OidcClient {
     private readonly log: Logger,
   ) {}
 
+  /** Whether discovery has succeeded (readiness). */
+  get discovered(): boolean {
+    return this.configuration !== null;
+  }
+
   /** Discovery, done once and retried after a failure (the IdP may start after Portcullis). */
   async ready(): Promise<client.Configuration> {
     if (this.configuration) return this.configuration;

@@ -5,6 +5,7 @@ import type { PortcullisConfig } from '../config/schema.js';
 import type { ProviderRegistry } from '../config/provider.js';
 import type { SessionStore } from '../sessions/store.js';
 import type { Logger } from './logger.js';
+import type { WebSocketRegistry } from '../server/websockets.js';
 
 export const CONFIG: InjectionToken<PortcullisConfig> = Symbol.for('portcullis.config');
 export const PROVIDERS: InjectionToken<ProviderRegistry> = Symbol.for('portcullis.providers');
@@ -27,3 +28,6 @@ export interface AuthEvents {
 }
 export const AUTH_EVENTS: InjectionToken<AuthEvents> = Symbol.for('portcullis.authEvents');
 export const NO_AUTH_EVENTS: AuthEvents = Object.freeze({ login() {}, signOut() {} });
+
+/** The outpost's open WebSockets (the upstream stage's proxy registers them; shutdown closes them with 1001). */
+export const WEBSOCKETS: InjectionToken<WebSocketRegistry> = Symbol.for('portcullis.websockets');

@@ -34,6 +34,37 @@ export interface OutpostMetricsOptions {
   log: Logger;
 }
 
+/** Config reloads, by result, and whether the last one succeeded. */
+export class ReloadMetrics {
+  private readonly total: Counter<'result'>;
+  private readonly lastSuccessful: Gauge;
+
+  constructor(registry: Registry) {
+    this.total = new Counter({
+      name: 'portcullis_config_reloads_total',
+      help: 'Config reloads (SIGHUP or a change of the watched file), by result: success (the new config is served) or failure (the running one kept serving).',
+      labelNames: ['result'],
+      registers: [registry],
+      // In a cluster the primary counts reloads; a worker's own count is left out of the aggregate.
+      aggregator: 'omit',
+    });
+    this.total.inc({ result: 'success' }, 0);
+    this.total.inc({ result: 'failure' }, 0);
+    this.lastSuccessful = new Gauge({
+      name: 'portcullis_config_last_reload_successful',
+      help: 'Whether the last config reload succeeded (1) or failed (0); 1 before any reload.',
+      registers: [registry],
+      aggregator: 'omit',
+    });
+    this.lastSuccessful.set(1);
+  }
+
+  record(ok: boolean): void {
+    this.total.labels(ok ? 'success' : 'failure').inc();
+    this.lastSuccessful.set(ok ? 1 : 0);
+  }
+}
+
 export class OutpostMetrics implements AuthEvents {
   readonly registry = new Registry();
   private readonly requests: Counter<'provider' | 'entry' | 'status_class'>;
@@ -45,7 +76,7 @@ export class OutpostMetrics implements AuthEvents {
   private readonly requestSeries = new Map<string, RequestSeries>();
   private readonly authentikSeries = new Map<string, { observe(v: number): void }>();
   private readonly outpostName: string;
-  private readonly providers: ProviderRegistry;
+  private providers: ProviderRegistry;
   private readonly log: Logger;
   private server: Server | null = null;
 
@@ -93,6 +124,8 @@ export class OutpostMetrics implements AuthEvents {
       name: 'portcullis_sessions',
       help: 'Sessions in the session store (all providers; shared by every outpost using the same Redis).',
       registers,
+      // Every worker of a cluster counts the same shared store: aggregated, the count is not summed.
+      aggregator: 'max',
       // Read at scrape time; the Redis store answers asynchronously. A failed read keeps the last value.
       async collect() {
         try {
@@ -102,8 +135,18 @@ export class OutpostMetrics implements AuthEvents {
         }
       },
     });
+    this.reloads = new ReloadMetrics(this.registry);
+    this.setProviders(opts.providers);
+  }
+
+  /** Config reloads of this process (a cluster's primary counts its own instead). */
+  readonly reloads: ReloadMetrics;
+
+  /** The providers of the config now served (after a reload). */
+  setProviders(providers: ProviderRegistry): void {
+    this.providers = providers;
     // Every provider's series exist from the start, so rates work from the first scrape.
-    for (const p of opts.providers.all) {
+    for (const p of providers.all) {
       this.logins.inc({ provider: p.name, result: 'success' }, 0);
       this.logins.inc({ provider: p.name, result: 'failure' }, 0);
       this.signOuts.inc({ provider: p.name }, 0);

@@ -1,16 +1,26 @@
 // Assembles an outpost from a validated config: the DI container, providers, session store,
 // the chain of stages, and one Fastify instance per listener (HTTP 9000, HTTPS 9443).
+//
+// What is built from the config (providers, container, stages, the Fastify instances) is one
+// *generation*. The listening sockets, the session store and the metrics outlive generations:
+// a reload builds a new generation and points new requests at it, while requests and WebSockets
+// already running finish on the old one, which is closed when the last of them ends. A shutdown
+// stops accepting, answers readiness with 503, closes WebSockets with 1001 and waits for the
+// requests in flight, up to `outpost.shutdown_timeout`.
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { SecureContext } from 'node:tls';
 import { resolve } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { pino, type Logger as PinoLogger } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import type { PortcullisConfig } from '../config/schema.js';
+import { ConfigError, type ConfigIssue } from '../config/load.js';
 import { buildProviders, OUTPOST_PREFIX, type ProviderRegistry } from '../config/provider.js';
-import { AUTH_EVENTS, CONFIG, LOGGER, NO_AUTH_EVENTS, PROVIDERS, SESSION_STORE, VERSION } from '../pipeline/tokens.js';
+import { AUTH_EVENTS, CONFIG, LOGGER, NO_AUTH_EVENTS, PROVIDERS, SESSION_STORE, VERSION, WEBSOCKETS } from '../pipeline/tokens.js';
 import { REDACT_PATHS, type Logger } from '../pipeline/logger.js';
 import { StageRegistry } from '../pipeline/registry.js';
 import { buildChain, DEFAULT_CHAIN, type BuiltStage } from '../pipeline/chain.js';
@@ -25,6 +35,7 @@ import { EXTRA_METHODS } from '../http/methods.js';
 import { builtInStages, builtInEntries } from '../plugins/index.js';
 import { buildTls } from './tls.js';
 import { OutpostMetrics } from './metrics.js';
+import { WebSocketRegistry } from './websockets.js';
 import { VERSION_STRING } from '../version.js';
 
 export interface OutpostOptions {
@@ -36,73 +47,188 @@ export interface OutpostOptions {
   registry?: StageRegistry;
   /** Build everything (stages, options) but contact nothing: `portcullis --check`. */
   checkOnly?: boolean;
+  /**
+   * Open the `outpost.metrics.listen` listener (default true). A cluster worker says false: the
+   * primary serves every worker's metrics, aggregated, on that one address.
+   */
+  metricsListener?: boolean;
+  /** Fields on every log line of the default logger (a cluster worker adds `worker`). */
+  logBindings?: Record<string, unknown>;
 }
 
-export class Outpost {
-  private readonly apps: FastifyInstance[] = [];
+type ListenerKind = 'http' | 'https';
 
-  private constructor(
+/** Why readiness answers 503 (no names: the endpoint answers anyone). */
+export type NotReadyReason = 'draining' | 'session_store' | 'discovery';
+
+/** The retry interval of discovery for readiness (the OIDC client refuses sooner retries). */
+const DISCOVERY_RETRY_MS = 5000;
+
+/**
+ * Everything built from one config. Requests and WebSockets count as active on the generation
+ * that received them; a retired generation is closed when its count reaches zero.
+ */
+class Generation {
+  /** The Fastify instance of each listener, its request handler and its (never listening) server. */
+  readonly apps = new Map<ListenerKind, { app: FastifyInstance; handle: (req: IncomingMessage, res: ServerResponse) => void; server: http.Server }>();
+  private active = 0;
+  private retired = false;
+  private closed: Promise<void> | null = null;
+  private discoveryTimer: NodeJS.Timeout | null = null;
+  /** Bound once: one listener per request, no closure per request. */
+  readonly done = (): void => {
+    if (--this.active === 0 && this.retired) void this.close();
+  };
+
+  constructor(
     readonly config: PortcullisConfig,
     readonly container: DependencyContainer,
     readonly providers: ProviderRegistry,
-    readonly store: SessionStore,
     readonly stages: readonly BuiltStage[],
     readonly contexts: ContextFactory,
+  ) {}
+
+  enter(): void {
+    this.active++;
+  }
+
+  get activeCount(): number {
+    return this.active;
+  }
+
+  /** Discovery for every provider, retried until it succeeds (readiness waits for it). */
+  discover(): void {
+    const pending = this.providers.all.filter((p) => !p.oidc.discovered);
+    if (pending.length === 0 || this.retired) return;
+    void Promise.allSettled(pending.map((p) => p.oidc.ready())).then(() => {
+      if (this.retired || this.providers.all.every((p) => p.oidc.discovered)) return;
+      this.discoveryTimer = setTimeout(() => this.discover(), DISCOVERY_RETRY_MS);
+      this.discoveryTimer.unref();
+    });
+  }
+
+  /** No new requests come here; closes once the active ones have ended. */
+  retire(): Promise<void> {
+    this.retired = true;
+    if (this.discoveryTimer) clearTimeout(this.discoveryTimer);
+    return this.active === 0 ? this.close() : new Promise((resolve) => this.whenClosed.push(resolve));
+  }
+
+  private readonly whenClosed: (() => void)[] = [];
+
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      if (this.discoveryTimer) clearTimeout(this.discoveryTimer);
+      for (const { app } of this.apps.values()) await app.close();
+      for (const resolve of this.whenClosed.splice(0)) resolve();
+    })();
+    return this.closed;
+  }
+}
+
+export class Outpost {
+  private generation: Generation;
+  /** Retired generations still serving requests or WebSockets. */
+  private readonly retiring = new Set<Generation>();
+  private readonly servers = new Map<ListenerKind, http.Server | https.Server>();
+  /** Upgraded sockets (WebSockets): Node's server no longer tracks them once upgraded. */
+  private readonly upgraded = new Set<Socket>();
+  private readonly websockets: WebSocketRegistry;
+  /** SNI certificate choice of the HTTPS listener; a reload swaps in the new config's. */
+  private sni: ((servername: string) => SecureContext) | null = null;
+  private draining = false;
+  private storeOpen = true;
+  private closing: Promise<{ cut: number }> | null = null;
+
+  private constructor(
+    generation: Generation,
+    readonly store: SessionStore,
+    /** Encryption key of each provider's stored sessions, shared with the store; a reload updates it. */
+    private readonly storeKeys: Map<string, Buffer>,
+    websockets: WebSocketRegistry,
     readonly log: PinoLogger,
     /** Prometheus metrics, or null when `outpost.metrics.listen` is not set. */
     readonly metrics: OutpostMetrics | null,
-  ) {}
+    private readonly registry: StageRegistry,
+    private readonly opts: OutpostOptions,
+  ) {
+    this.generation = generation;
+    this.websockets = websockets;
+  }
+
+  /** The config being served (the last one loaded). */
+  get config(): PortcullisConfig {
+    return this.generation.config;
+  }
+  get container(): DependencyContainer {
+    return this.generation.container;
+  }
+  get providers(): ProviderRegistry {
+    return this.generation.providers;
+  }
+  get stages(): readonly BuiltStage[] {
+    return this.generation.stages;
+  }
+  get contexts(): ContextFactory {
+    return this.generation.contexts;
+  }
 
   static async create(config: PortcullisConfig, opts: OutpostOptions = {}): Promise<Outpost> {
-    const log = opts.logger ?? pino({ level: config.outpost.log_level, redact: REDACT_PATHS, base: { outpost: config.outpost.name } });
+    const log = opts.logger ?? pino({ level: config.outpost.log_level, redact: REDACT_PATHS, base: { outpost: config.outpost.name, ...opts.logBindings } });
     const logger = log as unknown as Logger;
-    const providers = await buildProviders(config, logger);
     const storeConfig = config.outpost.session_store;
-    const storeKeys = () => new Map(config.providers.map((p) => [p.name, deriveKey(p.cookie_secret, `journal:${p.client_id}`)]));
+    const storeKeys = new Map<string, Buffer>();
+    setStoreKeys(storeKeys, config);
     const store =
       opts.store ??
       (opts.checkOnly ? new EmbeddedSessionStore({ path: null, keys: new Map(), log: logger }) : undefined) ??
       (storeConfig.type === 'redis'
-        ? new RedisSessionStore({ url: storeConfig.url, keyPrefix: storeConfig.key_prefix, keys: storeKeys(), log: logger.child({ component: 'sessions' }) })
+        ? new RedisSessionStore({ url: storeConfig.url, keyPrefix: storeConfig.key_prefix, keys: storeKeys, log: logger.child({ component: 'sessions' }) })
         : new EmbeddedSessionStore({
             path: resolve(config.baseDir, storeConfig.path),
-            keys: storeKeys(),
+            keys: storeKeys,
             log: logger.child({ component: 'sessions' }),
           }));
+    const providers = await buildProviders(config, logger);
     await store.open();
 
     const metrics = config.outpost.metrics?.listen
       ? new OutpostMetrics({ outpostName: config.outpost.name, providers, store, log: logger.child({ component: 'metrics' }) })
       : null;
-
-    const container = rootContainer.createChildContainer();
-    container.register(CONFIG, { useValue: config });
-    container.register(PROVIDERS, { useValue: providers });
-    container.register(SESSION_STORE, { useValue: store });
-    container.register(LOGGER, { useValue: logger });
-    container.register(VERSION, { useValue: VERSION_STRING });
-    container.register(AUTH_EVENTS, { useValue: metrics ?? NO_AUTH_EVENTS });
-
+    const websockets = new WebSocketRegistry();
     const registry = opts.registry ?? new StageRegistry();
     for (const def of builtInStages) if (!registry.get(def.name)) registry.register(def);
-    let stages: BuiltStage[];
+    let generation: Generation;
     try {
-      stages = await buildChain(config.pipeline ?? DEFAULT_CHAIN, registry, container, config.baseDir, config.source);
+      generation = await buildGeneration(config, providers, { store, logger, metrics, websockets, registry });
     } catch (err) {
       await store.close();
       throw err;
     }
-
-    const contexts = new ContextFactory(providers, config.outpost.trusted_proxies);
-    for (const entry of builtInEntries as EntryResolver[]) contexts.addEntry(entry);
     // Discovery in the background: the first login should not wait for it, and an IdP that is
-    // down at start-up must not stop the outpost (logins get 503 until it answers).
-    if (!opts.checkOnly) for (const p of providers.all) p.oidc.ready().catch(() => undefined);
-    return new Outpost(config, container, providers, store, stages, contexts, log, metrics);
+    // down at start-up must not stop the outpost (logins get 503, readiness too, until it answers).
+    if (!opts.checkOnly) generation.discover();
+    return new Outpost(generation, store, storeKeys, websockets, log, metrics, registry, opts);
   }
 
-  /** A Fastify instance serving the outpost (not listening). */
-  async buildApp(serverFactory?: (handler: (req: never, res: never) => void) => import('node:http').Server | https.Server): Promise<FastifyInstance> {
+  /**
+   * Readiness: the store is open, every provider's discovery has succeeded, and the outpost is
+   * not draining. Returns the reasons it is not ready (empty when ready).
+   */
+  notReady(): NotReadyReason[] {
+    const out: NotReadyReason[] = [];
+    if (this.draining) out.push('draining');
+    if (!this.storeOpen) out.push('session_store');
+    if (!this.generation.providers.all.every((p) => p.oidc.discovered)) out.push('discovery');
+    return out;
+  }
+
+  /** A Fastify instance serving one generation (not listening: the outpost's servers hand it requests). */
+  private async buildApp(generation: Generation): Promise<{ app: FastifyInstance; handle: (req: IncomingMessage, res: ServerResponse) => void; server: http.Server }> {
+    let handle: ((req: IncomingMessage, res: ServerResponse) => void) | null = null;
+    // The Fastify instance gets a server that never listens: upgrade events are re-emitted on it
+    // (the WebSocket proxy listens there), requests go to the handler captured here.
+    const server = http.createServer();
     const app: FastifyInstance = Fastify({
       loggerInstance: this.log as unknown as import('fastify').FastifyBaseLogger,
       // One line per request is written by the onResponse hook below, without the query string.
@@ -111,10 +237,10 @@ export class Outpost {
       requestIdHeader: false,
       trustProxy: false,
       routerOptions: { maxParamLength: 16_384 },
-      return503OnClosing: true,
-      ...(serverFactory ? { serverFactory: serverFactory as never } : {}),
-      // One normalization of the request target, before routing: the stages decide on it and
-      // the upstream receives it. A target that cannot be normalized is answered 400 below.
+      serverFactory: ((handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+        handle = handler;
+        return server;
+      }) as never,
       // One normalization of the request target, before routing: the stages decide on it and
       // the upstream receives it. A refused target is answered 400 by the pipeline's context.
       rewriteUrl: rewriteRequestUrl,
@@ -126,6 +252,16 @@ export class Outpost {
     // transport sends the 100 once the request is let through.
     app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
     app.route({ method: ['GET', 'HEAD'], url: `${OUTPOST_PREFIX}/ping`, handler: (_req, reply) => reply.code(204).send() });
+    // Readiness (Kubernetes readinessProbe): 204, or 503 with the reasons while not ready.
+    app.route({
+      method: ['GET', 'HEAD'],
+      url: READY_PATH,
+      handler: (_req, reply) => {
+        const reasons = this.notReady();
+        if (reasons.length === 0) return reply.code(204).header('cache-control', 'no-store').send();
+        return reply.code(503).header('cache-control', 'no-store').send({ ready: false, waiting_for: reasons });
+      },
+    });
     const logRequests = this.log.isLevelEnabled('info');
     app.addHook('onResponse', (request, reply, done) => {
       if (!logRequests) return done();
@@ -171,34 +307,45 @@ export class Outpost {
         }),
       );
     });
-    await app.register(pipelineScope, { stages: this.stages, contexts: this.contexts });
-    this.apps.push(app);
-    return app;
+    await app.register(pipelineScope, { stages: generation.stages, contexts: generation.contexts });
+    await app.ready();
+    if (handle === null) throw new Error('Fastify did not hand over its request handler');
+    return { app, handle, server };
+  }
+
+  private async buildApps(generation: Generation, kinds: Iterable<ListenerKind>): Promise<void> {
+    try {
+      for (const kind of kinds) generation.apps.set(kind, await this.buildApp(generation));
+    } catch (err) {
+      await generation.close();
+      throw err;
+    }
   }
 
   /** Starts the configured listeners; returns their addresses. */
   async listen(): Promise<{ http?: AddressInfo; https?: AddressInfo; metrics?: AddressInfo }> {
     const out: { http?: AddressInfo; https?: AddressInfo; metrics?: AddressInfo } = {};
     const { http: httpListen, https: httpsListen } = this.config.outpost.listeners;
+    const kinds: ListenerKind[] = [];
+    if (httpListen) kinds.push('http');
+    if (httpsListen) kinds.push('https');
+    await this.buildApps(this.generation, kinds);
     if (httpListen) {
-      const app = await this.buildApp();
-      const { host, port } = splitListen(httpListen);
-      await app.listen({ host, port });
-      out.http = app.server.address() as AddressInfo;
+      const server = http.createServer();
+      out.http = await this.listenOn('http', server, httpListen);
     }
     if (httpsListen) {
-      const tlsSetup = await buildTls(
-        this.config.outpost.tls.certificates,
-        this.config.baseDir,
-        this.providers.all.map((p) => p.externalHost.replace(/:\d+$/, '')),
-      );
-      const app = await this.buildApp((handler) => https.createServer(tlsSetup.serverOptions, handler as never));
-      const { host, port } = splitListen(httpsListen);
-      await app.listen({ host, port });
-      out.https = app.server.address() as AddressInfo;
+      const tlsSetup = await this.loadTls(this.config);
+      this.sni = tlsSetup.match;
+      const server = https.createServer({
+        ...tlsSetup.serverOptions,
+        // Indirect, so that a reload can change the certificates without a new listener.
+        SNICallback: (servername, cb) => cb(null, this.sni!(servername)),
+      });
+      out.https = await this.listenOn('https', server, httpsListen);
     }
     const metricsListen = this.config.outpost.metrics?.listen;
-    if (this.metrics !== null && metricsListen) {
+    if (this.metrics !== null && metricsListen && this.opts.metricsListener !== false) {
       const { host, port } = splitListen(metricsListen);
       out.metrics = await this.metrics.listen(host, port);
       this.log.info({ metrics: out.metrics }, 'Prometheus metrics at /metrics');
@@ -206,11 +353,187 @@ export class Outpost {
     return out;
   }
 
-  async close(): Promise<void> {
-    for (const app of this.apps.splice(0)) await app.close();
-    await this.metrics?.close();
-    await this.store.close();
+  private async loadTls(config: PortcullisConfig) {
+    const setup = await buildTls(
+      config.outpost.tls.certificates,
+      config.baseDir,
+      this.generation.providers.all.map((p) => p.externalHost.replace(/:\d+$/, '')),
+    );
+    const sni = setup.serverOptions.SNICallback!;
+    // buildTls answers synchronously; its callback form is turned into a plain choice here.
+    const match = (servername: string): SecureContext => {
+      let chosen: SecureContext | undefined;
+      sni(servername, (_err, ctx) => {
+        chosen = ctx as SecureContext | undefined;
+      });
+      return chosen!;
+    };
+    return { serverOptions: setup.serverOptions, match };
   }
+
+  private async listenOn(kind: ListenerKind, server: http.Server | https.Server, address: string): Promise<AddressInfo> {
+    // Fastify's default for the servers it makes (Node's own is 5 s, shorter than most proxies' idle timeout).
+    server.keepAliveTimeout = 72_000;
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const generation = this.generation;
+      // While draining, each answer ends its connection: clients reconnect elsewhere.
+      if (this.draining) res.shouldKeepAlive = false;
+      generation.enter();
+      res.once('close', generation.done);
+      generation.apps.get(kind)!.handle(req, res);
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (this.draining) {
+        socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      const generation = this.generation;
+      generation.enter();
+      this.upgraded.add(socket);
+      socket.once('close', () => {
+        this.upgraded.delete(socket);
+        generation.done();
+      });
+      generation.apps.get(kind)!.server.emit('upgrade', req, socket, head);
+    });
+    const { host, port } = splitListen(address);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.log.error({ err: err.message, listener: kind }, 'listener failed'));
+    this.servers.set(kind, server);
+    return server.address() as AddressInfo;
+  }
+
+  /**
+   * Serves `config` from now on. New requests use it; requests and WebSockets in flight finish on
+   * the previous config, which is closed after them. Sessions are kept. Throws (and changes
+   * nothing) when the config cannot be built, or changes what only a restart can change.
+   */
+  async reload(config: PortcullisConfig): Promise<void> {
+    if (this.closing !== null) throw new Error('the outpost is shutting down');
+    const old = this.generation;
+    const fixed = restartOnlyChanges(old.config, config);
+    if (fixed.length > 0) throw new ConfigError(config.source ?? '<config>', fixed);
+    const logger = this.log as unknown as Logger;
+    const providers = await buildProviders(config, logger, old.providers);
+    const next = await buildGeneration(config, providers, { store: this.store, logger, metrics: this.metrics, websockets: this.websockets, registry: this.registry });
+    await this.buildApps(next, old.apps.keys());
+    let sni: ((servername: string) => SecureContext) | null = null;
+    if (this.servers.has('https')) {
+      try {
+        sni = (await this.loadTls(config)).match;
+      } catch (err) {
+        await next.close();
+        throw err;
+      }
+    }
+    // Nothing below can fail: the switch is complete or not made at all.
+    setStoreKeys(this.storeKeys, config);
+    if (sni !== null) this.sni = sni;
+    this.log.level = config.outpost.log_level;
+    this.metrics?.setProviders(providers);
+    this.generation = next;
+    next.discover();
+    this.retiring.add(old);
+    void old.retire().then(() => this.retiring.delete(old));
+  }
+
+  /**
+   * Stops serving: no new connections, readiness 503, WebSockets closed with 1001, requests in
+   * flight given `timeoutMs` (default `outpost.shutdown_timeout`) to finish before their
+   * connections are cut; then the store is closed. Resolves with how many were cut.
+   */
+  shutdown(timeoutMs = this.config.outpost.shutdown_timeout * 1000): Promise<{ cut: number }> {
+    this.closing ??= this.drain(timeoutMs);
+    return this.closing;
+  }
+
+  /** `shutdown()` with the configured timeout. */
+  async close(): Promise<void> {
+    await this.shutdown();
+  }
+
+  private async drain(timeoutMs: number): Promise<{ cut: number }> {
+    this.draining = true;
+    const generations = [this.generation, ...this.retiring];
+    const closed = [...this.servers.values()].map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+    // Idle keep-alive connections have no request to finish.
+    for (const server of this.servers.values()) server.closeIdleConnections();
+    this.websockets.closeAll();
+    const active = () => generations.reduce((n, g) => n + g.activeCount, 0);
+    const deadline = Date.now() + timeoutMs;
+    while (active() > 0 && Date.now() < deadline) await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
+    const cut = active();
+    if (cut > 0) {
+      this.log.warn({ cut, timeout_s: timeoutMs / 1000 }, 'shutdown timeout: cutting the requests still in flight');
+      for (const server of this.servers.values()) server.closeAllConnections();
+      for (const socket of this.upgraded) socket.destroy();
+    }
+    await Promise.all(closed);
+    this.servers.clear();
+    for (const g of generations) await g.close();
+    await this.metrics?.close();
+    this.storeOpen = false;
+    await this.store.close();
+    return { cut };
+  }
+}
+
+/** The readiness endpoint, in authentik's namespace next to ping. */
+export const READY_PATH = `${OUTPOST_PREFIX}/ready`;
+
+interface GenerationParts {
+  store: SessionStore;
+  logger: Logger;
+  metrics: OutpostMetrics | null;
+  websockets: WebSocketRegistry;
+  registry: StageRegistry;
+}
+
+async function buildGeneration(config: PortcullisConfig, providers: ProviderRegistry, parts: GenerationParts): Promise<Generation> {
+  const container = rootContainer.createChildContainer();
+  container.register(CONFIG, { useValue: config });
+  container.register(PROVIDERS, { useValue: providers });
+  container.register(SESSION_STORE, { useValue: parts.store });
+  container.register(LOGGER, { useValue: parts.logger });
+  container.register(VERSION, { useValue: VERSION_STRING });
+  container.register(AUTH_EVENTS, { useValue: parts.metrics ?? NO_AUTH_EVENTS });
+  container.register(WEBSOCKETS, { useValue: parts.websockets });
+  const stages = await buildChain(config.pipeline ?? DEFAULT_CHAIN, parts.registry, container, config.baseDir, config.source);
+  const contexts = new ContextFactory(providers, config.outpost.trusted_proxies);
+  for (const entry of builtInEntries as EntryResolver[]) contexts.addEntry(entry);
+  return new Generation(config, container, providers, stages, contexts);
+}
+
+function setStoreKeys(keys: Map<string, Buffer>, config: PortcullisConfig): void {
+  // Keys of providers a reload removed stay: their stored sessions remain readable (and deletable).
+  for (const p of config.providers) keys.set(p.name, deriveKey(p.cookie_secret, `journal:${p.client_id}`));
+}
+
+/** Fields a running outpost cannot change: the listening sockets and the store outlive a reload. */
+export function restartOnlyChanges(running: PortcullisConfig, next: PortcullisConfig): ConfigIssue[] {
+  const fields: [string, (c: PortcullisConfig) => unknown][] = [
+    ['outpost.listeners.http', (c) => c.outpost.listeners.http ?? null],
+    ['outpost.listeners.https', (c) => c.outpost.listeners.https ?? null],
+    ['outpost.session_store', (c) => c.outpost.session_store],
+    ['outpost.metrics.listen', (c) => c.outpost.metrics?.listen ?? null],
+  ];
+  const out: ConfigIssue[] = [];
+  for (const [field, get] of fields) {
+    if (JSON.stringify(get(running)) !== JSON.stringify(get(next))) {
+      out.push({ code: 'config.restart_required', field, message: 'cannot change while running; restart Portcullis to apply it' });
+    }
+  }
+  return out;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export function splitListen(value: string): { host: string; port: number } {

@@ -10,6 +10,7 @@ import { Agent, Pool, type Dispatcher } from 'undici';
 import type { UpstreamStage } from './stage.js';
 import { createForwarder } from './transport.js';
 import { ROUTED_METHODS } from '../../http/methods.js';
+import type { ClosableWebSocket } from '../../server/websockets.js';
 
 export interface UpstreamTransportOptions {
   connections: number;
@@ -50,6 +51,11 @@ export async function registerUpstream(scope: FastifyInstance, stage: UpstreamSt
     replyOptions: {
       // Where WebSocket upgrades connect to (the upstream stage's choice).
       getUpstream: (request: FastifyRequest) => request.portcullis!.upstream!.origin,
+    },
+    // Every proxied WebSocket is known to the outpost, so that a shutdown closes it with 1001.
+    wsHooks: {
+      onConnect: (_ctx: unknown, source: ClosableWebSocket) => stage.websockets.add(source),
+      onDisconnect: (_ctx: unknown, source: ClosableWebSocket) => stage.websockets.delete(source),
     },
     wsClientOptions: {
       rewriteRequestHeaders: (_headers: Record<string, string>, request: FastifyRequest) => {

@@ -4,7 +4,8 @@
 // (see plugin.ts), reused across requests.
 import { inject, injectable } from 'tsyringe';
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome, type UpstreamTarget } from '../../pipeline/contract.js';
-import { CONFIG, PROVIDERS } from '../../pipeline/tokens.js';
+import { CONFIG, PROVIDERS, WEBSOCKETS } from '../../pipeline/tokens.js';
+import type { WebSocketRegistry } from '../../server/websockets.js';
 import type { PortcullisConfig } from '../../config/schema.js';
 import type { ProviderRegistry } from '../../config/provider.js';
 import type { SessionRecord } from '../../sessions/store.js';
@@ -28,7 +29,11 @@ export class UpstreamStage implements Stage {
   /** Connection pool size and timeout for the transport (plugin.ts). */
   readonly transport: { connections: number; timeoutSeconds: number };
 
-  constructor(@inject(PROVIDERS) readonly providers: ProviderRegistry, @inject(CONFIG) config: PortcullisConfig) {
+  constructor(
+    @inject(PROVIDERS) readonly providers: ProviderRegistry,
+    @inject(CONFIG) config: PortcullisConfig,
+    @inject(WEBSOCKETS) readonly websockets: WebSocketRegistry,
+  ) {
     this.transport = { connections: config.outpost.upstream_connections, timeoutSeconds: config.outpost.upstream_timeout };
     this.defaults = providers.all.map((p) => (p.internalOrigin ? Object.freeze({ origin: p.internalOrigin, hostHeader: p.internalHostHeader! }) : null));
   }
