@@ -247,10 +247,6 @@ export class Outpost {
     });
     for (const method of EXTRA_METHODS) app.addHttpMethod(method, { hasBody: true });
     app.decorateRequest('portcullis', null);
-    // `Expect: 100-continue` is answered by the pipeline, not by Node before any decision: a
-    // refused request gets its answer without the client ever sending the body, and the upstream
-    // transport sends the 100 once the request is let through.
-    app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
     app.route({ method: ['GET', 'HEAD'], url: `${OUTPOST_PREFIX}/ping`, handler: (_req, reply) => reply.code(204).send() });
     // Readiness (Kubernetes readinessProbe): 204, or 503 with the reasons while not ready.
     app.route({
@@ -374,14 +370,19 @@ export class Outpost {
   private async listenOn(kind: ListenerKind, server: http.Server | https.Server, address: string): Promise<AddressInfo> {
     // Fastify's default for the servers it makes (Node's own is 5 s, shorter than most proxies' idle timeout).
     server.keepAliveTimeout = 72_000;
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const dispatch = (req: IncomingMessage, res: ServerResponse) => {
       const generation = this.generation;
       // While draining, each answer ends its connection: clients reconnect elsewhere.
       if (this.draining) res.shouldKeepAlive = false;
       generation.enter();
       res.once('close', generation.done);
       generation.apps.get(kind)!.handle(req, res);
-    });
+    };
+    server.on('request', dispatch);
+    // `Expect: 100-continue` is answered by the pipeline, not by Node before any decision: a
+    // refused request gets its answer without the client ever sending the body, and the upstream
+    // transport sends the 100 once the request is let through.
+    server.on('checkContinue', dispatch);
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       if (this.draining) {
         socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
