@@ -30,9 +30,13 @@ export type LoopbackSetup = ForwardAuthSetup & { listen: { scheme: 'http'; addre
 
 /** nginx serving every setup given (all on the same port, told apart by host name). */
 export async function startNginx(setups: LoopbackSetup[]): Promise<RunningProxy> {
+  return startNginxServers(setups.map(nginxConfig).join('\n'), setups[0]!.listen.port);
+}
+
+/** nginx serving the given `server { … }` blocks (http context); started once `port` answers. */
+export async function startNginxServers(servers: string, port: number): Promise<RunningProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-nginx-'));
   for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, d));
-  const servers = setups.map(nginxConfig).join('\n');
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   const conf = [
     isRoot ? 'user root;' : '',
@@ -54,7 +58,7 @@ export async function startNginx(setups: LoopbackSetup[]): Promise<RunningProxy>
   ].join('\n');
   writeFileSync(join(dir, 'nginx.conf'), conf);
   const child = spawn(NGINX_BIN, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return started('nginx', child, dir, setups[0]!.listen.port, servers, () => safeRead(join(dir, 'error.log')), 'SIGQUIT');
+  return started('nginx', child, dir, port, servers, () => safeRead(join(dir, 'error.log')), 'SIGQUIT');
 }
 
 /** Caddy serving every setup given (all on the same port, told apart by host name). */
