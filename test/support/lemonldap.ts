@@ -9,7 +9,7 @@
 // The portal lives at http://127.0.0.1:<port>/ (Node resolves no other loopback name but
 // `localhost`, and Portcullis must reach the issuer by name), so LemonLDAP's cookie `domain` is
 // `127.0.0.1`.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
