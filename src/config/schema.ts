@@ -56,6 +56,11 @@ export const ProviderSchema = Type.Object(
     scopes_to_request: Type.Array(Type.String({ minLength: 1, pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
       default: ['openid', 'profile', 'email', 'entitlements', 'ak_proxy'],
     }),
+    fetch_userinfo: Type.Union([Type.Literal('auto'), Type.Literal('always'), Type.Literal('never')], {
+      default: 'auto',
+      description:
+        "When to ask the provider's userinfo endpoint for the user's claims: auto (when the ID token or a bearer token's introspection answer lacks preferred_username, email, name or groups), always, never.",
+    }),
     post_logout_redirect_uri: Type.Optional(Type.String({ format: 'uri', pattern: '^https?://' })),
     mappings: Type.Array(MappingSchema, { default: [] }),
     access_rules: Type.Array(AccessRuleSchema, { default: [] }),

@@ -27,6 +27,8 @@ export interface IdpUser {
   entitlements?: string[];
   /** e.g. `{ user_attributes: { additionalHeaders: { 'X-Team': 'platform' } }, backend_override: 'http://...' }` */
   ak_proxy?: Record<string, unknown>;
+  /** Claims in any shape, replacing the ones above (e.g. `{ groups: 'users', email_verified: 'true' }`). */
+  claims?: Record<string, unknown>;
 }
 
 export interface IdpClient {
@@ -50,6 +52,12 @@ export interface StartIdpOptions {
   idTokenTtlSeconds?: number;
   /** Text shown prominently on the login page, e.g. "Portcullis demo". */
   banner?: string;
+  /**
+   * Serve the user's claims only at userinfo, as LemonLDAP::NG does by default: the ID token
+   * carries only the protocol claims (oidc-provider's `conformIdTokenClaims`) and introspection
+   * answers carry none of the user's claims.
+   */
+  claimsAtUserinfoOnly?: boolean;
 }
 
 export interface RunningIdp {
@@ -60,6 +68,8 @@ export interface RunningIdp {
   setUser(user: IdpUser): void;
   /** How many requests reached the introspection endpoint so far (tests of callers' caches). */
   readonly introspections: number;
+  /** How many requests reached the userinfo endpoint so far. */
+  readonly userinfoRequests: number;
 }
 
 export const DEMO_USERS: IdpUser[] = [
@@ -334,7 +344,7 @@ function claimsOf(user: IdpUser & { sub: string }): Record<string, unknown> {
     entitlements: [...(user.entitlements ?? [])],
   };
   if (user.ak_proxy) claims.ak_proxy = user.ak_proxy;
-  return claims;
+  return { ...claims, ...user.claims };
 }
 
 function listen(server: http.Server, port: number, host: string): Promise<number> {
@@ -402,8 +412,9 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     },
     scopes: [...IDP_SCOPES],
     claims: CLAIMS_BY_SCOPE,
-    // authentik's "include claims in id_token": every claim of the granted scopes goes into the ID token.
-    conformIdTokenClaims: false,
+    // authentik's "include claims in id_token": every claim of the granted scopes goes into the ID
+    // token, unless the claims are to be served only at userinfo.
+    conformIdTokenClaims: opts.claimsAtUserinfoOnly === true,
     pkce: { required: () => false },
     features: {
       devInteractions: { enabled: false },
@@ -473,7 +484,7 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     // a user carries that user's claims of the granted scopes (never client_id, exp, …: the
     // provider sets those after these). Opaque tokens keep them server-side.
     async extraTokenClaims(_ctx: unknown, token: AnyObj) {
-      if (token.kind !== 'AccessToken' || typeof token.accountId !== 'string') return undefined;
+      if (token.kind !== 'AccessToken' || typeof token.accountId !== 'string' || opts.claimsAtUserinfoOnly) return undefined;
       const user = bySub.get(token.accountId);
       if (!user) return undefined;
       const all = claimsOf(user);
@@ -594,9 +605,11 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
   }
 
   let introspections = 0;
+  let userinfoRequests = 0;
   handler = (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (path === '/token/introspection') introspections++;
+    if (path === '/me') userinfoRequests++;
     const match = interactionRoute.exec(path);
     if (match) {
       handleInteraction(req, res, match[1]!).catch((err: unknown) => {
@@ -618,6 +631,9 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     setUser,
     get introspections() {
       return introspections;
+    },
+    get userinfoRequests() {
+      return userinfoRequests;
     },
     close() {
       closed ??= new Promise<void>((resolve) => {

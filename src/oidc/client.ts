@@ -10,6 +10,8 @@ import * as client from 'openid-client';
 import * as oauth from 'oauth4webapi';
 import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { Logger } from '../pipeline/logger.js';
+import { OidcError } from './errors.js';
+import { classifyTokenError } from './token-errors.js';
 
 export interface OidcSettings {
   issuer: string;
@@ -27,18 +29,11 @@ export interface LoginResult {
   idToken: string;
   /** The access token when it is a JWT. */
   accessToken?: string;
+  /** The access token whatever its form: for the userinfo request only, never stored. */
+  bearerToken: string;
 }
 
-export class OidcError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-    this.name = 'OidcError';
-  }
-}
+export { OidcError };
 
 const RETRY_DISCOVERY_MS = 5000;
 
@@ -127,13 +122,8 @@ export class OidcClient {
       const response = await oauth.authorizationCodeGrantRequest(as, c, clientAuth, params, p.redirectUri, p.codeVerifier, opts);
       result = await oauth.processAuthorizationCodeResponse(as, c, response, { expectedNonce: p.nonce, requireIdToken: true });
     } catch (err) {
-      if (err instanceof oauth.ResponseBodyError) {
-        throw new OidcError('oidc.token_error', `The identity provider refused the code exchange: ${err.error}`, 400);
-      }
-      if (err instanceof oauth.OperationProcessingError) {
-        throw new OidcError('oidc.token_invalid', `The identity provider's response failed validation: ${err.message}`, 400);
-      }
-      throw new OidcError('oidc.token_unreachable', 'The identity provider could not be reached for the code exchange.', 502);
+      // invalid_client, invalid_grant, … each get their own status and message (token-errors.ts).
+      throw await classifyTokenError(err);
     }
     const idToken = result.id_token;
     if (!idToken || !this.jwks) throw new OidcError('oidc.token_invalid', 'No ID token, or no JWKS to verify it.', 400);
@@ -145,7 +135,7 @@ export class OidcClient {
     const claims = oauth.getValidatedIdTokenClaims(result);
     if (!claims) throw new OidcError('oidc.token_invalid', 'ID token claims missing.', 400);
     const accessToken = typeof result.access_token === 'string' && result.access_token.split('.').length === 3 ? result.access_token : undefined;
-    return { claims: claims as LoginResult['claims'], idToken, accessToken };
+    return { claims: claims as LoginResult['claims'], idToken, accessToken, bearerToken: result.access_token };
   }
 
   /** The RP-initiated logout URL, or null when the provider has no end_session_endpoint. */

@@ -40,6 +40,8 @@ export interface StackOptions {
   extraConfig?: Record<string, unknown>;
   /** Port for Portcullis's HTTP listener (default: a free one). */
   port?: number;
+  /** Serve the users' claims only at userinfo (the test IdP's `claimsAtUserinfoOnly`). */
+  claimsAtUserinfoOnly?: boolean;
 }
 
 export interface Stack {
@@ -77,6 +79,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       post_logout_redirect_uris: [`${externalOf(p).replace(/\/$/, '')}/`, `${externalOf(p).replace(/\/$/, '')}/outpost.goauthentik.io/signed_out`],
     })),
     users: opts.users ?? DEMO_USERS,
+    claimsAtUserinfoOnly: opts.claimsAtUserinfoOnly,
   });
   const config = {
     outpost: {

@@ -16,6 +16,9 @@ import type { ProviderRuntime } from '../../config/provider.js';
 import type { Logger } from '../../pipeline/logger.js';
 import { validateProxyClaims } from '../../mappings/index.js';
 import { userKeyOf, userTag, type Claims, type SessionProxySettings, type SessionRecord } from '../../sessions/store.js';
+import { normalizeClaims } from '../../oidc/claims.js';
+import { OidcError } from '../../oidc/errors.js';
+import { fetchUserinfo, mergeUserinfo, userinfoEndpointOf, wantsUserinfo } from '../../oidc/userinfo.js';
 
 /** authentik's convention: Basic auth with this user name carries a token as the password. */
 export const TOKEN_USERNAME = 'goauthentik.io/token';
@@ -46,6 +49,20 @@ export type IntrospectionAnswer = Record<string, unknown>;
 export type Introspector = (p: ProviderRuntime, token: string) => Promise<{ issuer: string; answer: IntrospectionAnswer }>;
 
 export class IntrospectionRefusal extends Error {}
+
+/**
+ * The userinfo response for a bearer token (whose subject the introspection gave), or null
+ * when the provider has no userinfo endpoint. Throws an OidcError (see src/oidc/userinfo.ts).
+ */
+export type UserinfoFetcher = (p: ProviderRuntime, token: string, sub: string) => Promise<Record<string, unknown> | null>;
+
+/** The real one: the provider's discovered userinfo endpoint. */
+export const userinfoOfProvider: UserinfoFetcher = async (p, token, sub) => {
+  const as = await userinfoEndpointOf(p.oidc);
+  if (as === null) return null;
+  const s = p.oidc.settings;
+  return fetchUserinfo({ as, clientId: s.clientId, allowHttp: s.allowHttp, timeoutMs: (s.timeoutSeconds ?? 10) * 1000 }, token, sub);
+};
 
 /**
  * The token an Authorization header carries for Portcullis: a string (possibly empty: a
@@ -113,7 +130,7 @@ export function evaluateIntrospection(
   if (typeof sub !== 'string' || sub === '') return refused('no subject');
 
   const { active: _active, ...rest } = answer;
-  const claims = { ...rest, sub, iss: issuer } as Claims;
+  const claims = normalizeClaims({ ...rest, sub, iss: issuer }) as Claims;
   // RFC 7662's `username` when the IdP gives no preferred_username (authentik gives both).
   if (claims.preferred_username === undefined && typeof rest.username === 'string') claims.preferred_username = rest.username;
   const validated = validateProxyClaims(claims, {
@@ -170,6 +187,7 @@ interface Entry {
 
 export interface HeaderAuthOptions {
   introspect?: Introspector;
+  userinfo?: UserinfoFetcher;
   /** Clock (ms), for tests. */
   now?: () => number;
   maxEntries?: number;
@@ -185,6 +203,7 @@ export class HeaderAuthenticator {
   /** Bumped by every purge: an introspection started before a sign-out is not cached. */
   private epoch = 0;
   private readonly introspect: Introspector;
+  private readonly userinfo: UserinfoFetcher;
   private readonly now: () => number;
   private readonly maxEntries: number;
 
@@ -193,6 +212,7 @@ export class HeaderAuthenticator {
     opts: HeaderAuthOptions = {},
   ) {
     this.introspect = opts.introspect ?? introspectWithOpenidClient;
+    this.userinfo = opts.userinfo ?? userinfoOfProvider;
     this.now = opts.now ?? Date.now;
     this.maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
   }
@@ -251,6 +271,9 @@ export class HeaderAuthenticator {
     try {
       const { issuer, answer } = await this.introspect(p, token);
       result = evaluateIntrospection(p, issuer, token, answer, this.now(), this.log);
+      if (result.kind === 'accepted' && wantsUserinfo(p.config.fetch_userinfo ?? 'auto', answer)) {
+        result = await this.withUserinfo(p, issuer, token, answer, result);
+      }
     } catch (err) {
       if (err instanceof IntrospectionRefusal) {
         result = refused(`introspection refused: ${err.message}`);
@@ -271,6 +294,31 @@ export class HeaderAuthenticator {
       this.store(this.refusedCache, key, { result, until: now + (result.kind === 'refused' ? NEGATIVE_TTL_MS : UNAVAILABLE_TTL_MS) });
     }
     return result;
+  }
+
+  /**
+   * An accepted token whose introspection answer lacks the user's claims: the userinfo response
+   * (asked with the token itself) merged in, and the decision taken again on the merged claims.
+   * Cached with the introspection result. Unreachable → unavailable (503); a userinfo response
+   * about another subject → refused; a token that userinfo does not accept (e.g. without the
+   * openid scope) → accepted with the introspection's claims only.
+   */
+  private async withUserinfo(p: ProviderRuntime, issuer: string, token: string, answer: IntrospectionAnswer, accepted: HeaderAuthResult & { kind: 'accepted' }): Promise<HeaderAuthResult> {
+    let userinfo: Record<string, unknown> | null;
+    try {
+      userinfo = await this.userinfo(p, token, accepted.session.claims.sub);
+    } catch (err) {
+      const code = err instanceof OidcError ? err.code : 'oidc.userinfo_unreachable';
+      if (code === 'oidc.userinfo_unreachable') {
+        this.log.error({ provider: p.name, err: (err as Error).message }, 'userinfo of a bearer token failed');
+        return { kind: 'unavailable', reason: 'userinfo endpoint unreachable' };
+      }
+      if (code === 'oidc.userinfo_subject_mismatch') return refused('userinfo about another subject');
+      this.log.warn({ provider: p.name, code }, 'userinfo refused a bearer token that introspection accepted; its claims are not used');
+      return accepted;
+    }
+    if (userinfo === null) return accepted;
+    return evaluateIntrospection(p, issuer, token, mergeUserinfo(answer, userinfo), this.now(), this.log);
   }
 
   private store(map: Map<string, Entry>, key: string, entry: Entry): void {

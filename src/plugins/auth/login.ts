@@ -6,8 +6,11 @@ import type { RequestContext, Respond } from '../../pipeline/contract.js';
 import type { ProviderRuntime } from '../../config/provider.js';
 import type { Logger } from '../../pipeline/logger.js';
 import { NO_AUTH_EVENTS, type AuthEvents } from '../../pipeline/tokens.js';
-import { userKeyOf, userTag, type SessionRecord, type SessionStore, type SessionProxySettings } from '../../sessions/store.js';
+import { userKeyOf, userTag, type Claims, type SessionRecord, type SessionStore, type SessionProxySettings } from '../../sessions/store.js';
 import { OidcError } from '../../oidc/client.js';
+import { TokenEndpointError } from '../../oidc/token-errors.js';
+import { withUserinfo } from '../../oidc/userinfo.js';
+import { normalizeClaims } from '../../oidc/claims.js';
 import { validateRedirect } from '../../http/redirects.js';
 import { clearCookie, readCookie, setCookie } from '../../http/cookies.js';
 import { page, sessionStoreUnavailable } from '../../http/pages.js';
@@ -120,8 +123,11 @@ export class LoginFlow {
       });
     }
     let login;
+    let userClaims: Claims;
     try {
       login = await p.oidc.exchange(params, { redirectUri: p.callbackUrl, expectedState: params.get('state')!, codeVerifier: flow.v, nonce: flow.n });
+      // Claims served only at userinfo are merged in, then every claim takes its one shape.
+      userClaims = normalizeClaims((await withUserinfo(p.oidc, p.config.fetch_userinfo ?? 'auto', login.claims, login.bearerToken)).claims);
     } catch (err) {
       return this.failure(ctx, err);
     }
@@ -129,7 +135,7 @@ export class LoginFlow {
     let claims: Record<string, unknown>;
     try {
       claims = this.mappings.get(p)!.evaluate({
-        claims: login.claims,
+        claims: userClaims,
         request: { host: ctx.target.host, path: ctx.target.path, headers: plainHeaders(ctx.headers) },
         provider: { name: p.name, slug: p.slug },
       });
@@ -256,6 +262,31 @@ export class LoginFlow {
   }
 
   private failure(ctx: RequestContext, err: unknown): Respond {
+    if (err instanceof TokenEndpointError) {
+      // The provider's own words go to the log always, and to the page only for an administrator
+      // (a signed-in user whose ak_proxy claims say is_superuser, as authentik decides).
+      const admin = ctx.session?.claims.ak_proxy?.is_superuser === true;
+      this.log.warn(
+        {
+          provider: ctx.provider.name,
+          code: err.code,
+          providerError: err.providerError,
+          providerDescription: err.providerDescription,
+          providerStatus: err.providerStatus,
+          requestId: ctx.requestId,
+        },
+        'login failed at the token endpoint',
+      );
+      return page({
+        status: err.status,
+        title: admin ? `The identity provider refused the code exchange${err.providerError ? ` (${err.providerError})` : ''}` : 'Login could not be completed',
+        message: admin ? err.adminMessage : err.message,
+        requestId: ctx.requestId,
+        wantsJson: ctx.wantsJson,
+        code: err.code,
+        link: { href: ctx.provider.externalBase + '/', text: 'Try again' },
+      });
+    }
     if (err instanceof OidcError) {
       this.log.warn({ provider: ctx.provider.name, code: err.code, detail: err.message, requestId: ctx.requestId }, 'login failed');
       return page({
