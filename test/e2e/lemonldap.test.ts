@@ -1,7 +1,11 @@
 // Interoperability with a second, independent OpenID Provider: LemonLDAP::NG 2.16 from Debian
-// (see test/support/lemonldap.ts), its Demo users, served through nginx. Portcullis is
-// registered as a relying party in LemonLDAP's own configuration, and everything asserted is
-// what the upstream (or nginx's forward-auth site) finally receives.
+// (see test/support/lemonldap.ts), its Demo users, served through nginx. Portcullis is registered
+// as relying parties in LemonLDAP's own configuration, as docs/identity-providers.md describes, and
+// everything asserted is what the upstream (directly, or behind nginx's auth_request) receives.
+//
+// LemonLDAP's defaults that matter here: the ID token carries no user claims (they are served at
+// userinfo only), introspection answers carry none either, a user in one group gets `"groups":
+// "users"` (a string), and its Basic client authentication does not form-decode the credentials.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -11,56 +15,98 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/index.js';
 import { Outpost } from '../../src/server/outpost.js';
-import { startLemonldap, type RunningLemonldap } from '../support/lemonldap.js';
+import { nginxConfig } from '../../src/plugins/forward/configs.js';
+import { VERSION_STRING } from '../../src/version.js';
+import { startLemonldap, LLNG_USERS, type RunningLemonldap } from '../support/lemonldap.js';
 import { startUpstream, type RunningUpstream } from '../support/upstream.js';
 import { freePort, quietLogger } from '../support/stack.js';
-import { CookieJar, loginThrough, type HttpResult } from '../support/browserless.js';
+import { CookieJar, httpGet, loginThrough, submitThrough, type HttpResult } from '../support/browserless.js';
 
 const DWHO = { username: 'dwho', password: 'dwho' };
+const RTYLER = { username: 'rtyler', password: 'rtyler' };
 const APP = 'app.localtest';
+const POST = 'post.localtest';
+const BASIC = 'basic.localtest';
+const FWD = 'fwd.localtest';
 
 let llng: RunningLemonldap;
 let upstream: RunningUpstream;
 let outpost: Outpost;
 let port: number;
+let fwdPort: number;
 let dir: string;
 const url = (host: string, path = '/') => `http://${host}:${port}${path}`;
+const fwdUrl = (path = '/') => `http://${FWD}:${fwdPort}${path}`;
+const callbackOf = (base: string) => `${base.replace(/\/$/, '')}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`;
+/** Client credentials with the characters that form-encoding changes: `-`, `_`, `.`, `~`. */
+const UNSAFE_ID = 'portcullis-post.app';
+const UNSAFE_SECRET = `s3cr_et-${randomBytes(8).toString('hex')}.~x`;
+const APP_SECRET = randomBytes(16).toString('hex');
+
+/** Claims as LemonLDAP sends them for Portcullis: rtyler is made a member of one group only. */
+const CLAIMS = { preferred_username: 'uid', name: 'cn', email: 'mail', groups: 'portcullisGroups', email_verified: 'emailVerified' };
+const MACROS = { portcullisGroups: '$uid eq "rtyler" ? "users" : $groups', emailVerified: '"true"' };
 
 function seen(res: HttpResult): { url: string; headers: Record<string, string> } {
-  assert.equal(res.status, 200, `expected the upstream's 200, got ${res.status} for ${res.url}: ${res.body.slice(0, 400)}\n${llng.logs().slice(-2000)}`);
+  assert.equal(res.status, 200, `expected the upstream's 200, got ${res.status} for ${res.url}: ${res.body.slice(0, 400)}\n${llng.logs().slice(-1500)}`);
   const body = JSON.parse(res.body) as { name: string; url: string; headers: Record<string, string> };
   assert.equal(body.name, 'upstream');
   return body;
 }
+const groupsOf = (h: Record<string, string>) => (h['x-authentik-groups'] ?? '').split('|').sort();
 
 before(async () => {
   port = await freePort();
+  fwdPort = await freePort();
   dir = mkdtempSync(join(tmpdir(), 'portcullis-llng-test-'));
   upstream = await startUpstream();
-  const secret = randomBytes(16).toString('hex');
+  const rp = (key: string, clientId: string, clientSecret: string, base: string) => ({
+    key,
+    clientId,
+    clientSecret,
+    redirectUris: [callbackOf(base)],
+    postLogoutRedirectUris: [base.replace(/\/?$/, '/')],
+    claims: CLAIMS,
+    macros: MACROS,
+  });
   llng = await startLemonldap({
     relyingParties: [
-      {
-        key: 'app',
-        clientId: 'portcullisapp',
-        clientSecret: secret,
-        redirectUris: [`${url(APP)}outpost.goauthentik.io/callback?X-authentik-auth-callback=true`],
-        postLogoutRedirectUris: [url(APP)],
-      },
+      { ...rp('app', 'portcullisapp', APP_SECRET, url(APP)), allowPasswordGrant: true },
+      rp('post', UNSAFE_ID, UNSAFE_SECRET, url(POST)),
+      rp('basic', 'portcullis-basic.app', UNSAFE_SECRET, url(BASIC)),
+      rp('fwd', 'portcullisfwd', APP_SECRET, fwdUrl()),
     ],
+    // nginx in front of the application, asking Portcullis (forward_single), as docs/ show.
+    extraServers: nginxConfig({
+      mode: 'forward_single',
+      outpost: `http://127.0.0.1:${port}`,
+      upstream: upstream.url,
+      appHosts: [FWD],
+      listen: { scheme: 'http', address: '127.0.0.1', port: fwdPort },
+    }),
+    extraPorts: [fwdPort],
+  });
+  const provider = (name: string, host: string, clientId: string, clientSecret: string, extra: Record<string, unknown> = {}) => ({
+    name,
+    issuer: llng.issuer,
+    client_id: clientId,
+    client_secret: clientSecret,
+    cookie_secret: randomBytes(24).toString('base64url'),
+    external_host: url(host),
+    internal_host: upstream.url,
+    access_rules: [
+      { name: 'timelords only', paths: ['^/tardis(/|$)'], when: '"timelords" in claims.groups' },
+      { name: 'verified users', paths: ['^/verified(/|$)'], when: '"users" in claims.groups && claims.email_verified == true' },
+    ],
+    ...extra,
   });
   const config = {
     outpost: { name: 'llng outpost', listeners: { http: `127.0.0.1:${port}`, https: null }, session_store: { type: 'embedded', path: join(dir, 'sessions.jsonl') }, log_level: 'silent' },
     providers: [
-      {
-        name: 'app',
-        issuer: llng.issuer,
-        client_id: 'portcullisapp',
-        client_secret: secret,
-        cookie_secret: randomBytes(24).toString('base64url'),
-        external_host: url(APP),
-        internal_host: upstream.url,
-      },
+      provider('app', APP, 'portcullisapp', APP_SECRET),
+      provider('post', POST, UNSAFE_ID, UNSAFE_SECRET, { token_endpoint_auth_method: 'client_secret_post' }),
+      provider('basic', BASIC, 'portcullis-basic.app', UNSAFE_SECRET),
+      { ...provider('fwd', FWD, 'portcullisfwd', APP_SECRET, { mode: 'forward_single', external_host: fwdUrl() }), internal_host: undefined },
     ],
   };
   outpost = await Outpost.create(parseConfig(stringify(config), { source: 'llng test config', baseDir: dir }), { logger: quietLogger() });
@@ -77,13 +123,110 @@ after(async () => {
 describe('LemonLDAP::NG, proxy mode', () => {
   const jar = new CookieJar();
 
-  test('login through the LemonLDAP portal lands on the upstream with the user id', async () => {
+  test('login through the LemonLDAP portal (PKCE, the authentik-style callback) lands on the exact URL', async () => {
     const { final, hops } = await loginThrough(url(APP, '/reports?month=11'), DWHO, { jar });
     const authorize = new URL(String(hops[1]!.headers.location));
     assert.equal(authorize.origin, llng.issuer, 'sent to the LemonLDAP portal');
     assert.equal(authorize.searchParams.get('code_challenge_method'), 'S256');
+    assert.equal(authorize.searchParams.get('redirect_uri'), callbackOf(url(APP)));
+    assert.equal(authorize.searchParams.get('scope'), 'openid profile email', 'only scopes LemonLDAP supports');
+    assert.equal(seen(final).url, '/reports?month=11');
+  });
+
+  test('every identity header, with the claims LemonLDAP serves only at userinfo', async () => {
+    const h = seen(await httpGet(url(APP, '/whoami'), { jar })).headers;
+    const u = LLNG_USERS.dwho;
+    assert.equal(h['x-authentik-uid'], 'dwho');
+    assert.equal(h['x-authentik-username'], u.uid);
+    assert.equal(h['x-authentik-email'], u.mail);
+    assert.equal(h['x-authentik-name'], u.cn);
+    assert.deepEqual(groupsOf(h), [...u.groups].sort());
+    assert.equal(h['x-authentik-entitlements'], '');
+    assert.equal(h['x-authentik-jwt']!.split('.').length, 3, 'the ID token (LemonLDAP issues opaque access tokens)');
+    const idToken = JSON.parse(Buffer.from(h['x-authentik-jwt']!.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    assert.equal(idToken.iss, llng.issuer);
+    assert.equal(idToken.name, undefined, 'the ID token itself has no user claims: they came from userinfo');
+    assert.equal(h['x-authentik-meta-jwks'], `${llng.issuer}/oauth2/jwks`);
+    assert.equal(h['x-authentik-meta-outpost'], 'llng outpost');
+    assert.equal(h['x-authentik-meta-provider'], 'app');
+    assert.equal(h['x-authentik-meta-app'], 'app');
+    assert.equal(h['x-authentik-meta-version'], `portcullis/${VERSION_STRING}`);
+  });
+
+  test('access rules see the merged claims; email_verified "true" (a string) counts as verified', async () => {
+    assert.equal((await httpGet(url(APP, '/tardis'), { jar })).status, 200);
+    assert.equal((await httpGet(url(APP, '/verified'), { jar })).status, 200);
+  });
+
+  test('a user in one group: LemonLDAP sends "groups": "users", Portcullis sees the list [users]', async () => {
+    const rose = new CookieJar();
+    const h = seen((await loginThrough(url(APP, '/'), RTYLER, { jar: rose })).final).headers;
+    assert.equal(h['x-authentik-username'], 'rtyler');
+    assert.equal(h['x-authentik-groups'], 'users');
+    assert.equal((await httpGet(url(APP, '/verified'), { jar: rose })).status, 200, '"users" in claims.groups');
+    assert.equal((await httpGet(url(APP, '/tardis'), { jar: rose })).status, 403);
+  });
+
+  test('a bearer token: introspected at LemonLDAP (no user claims there), completed from userinfo', async () => {
+    // A token for Portcullis's client, from LemonLDAP's password grant (no browser needed).
+    const basic = 'Basic ' + Buffer.from(`portcullisapp:${APP_SECRET}`).toString('base64');
+    const res = await httpGet(`${llng.issuer}/oauth2/token`, {
+      method: 'POST',
+      headers: { authorization: basic },
+      body: 'grant_type=password&username=rtyler&password=rtyler&scope=openid%20profile%20email',
+    });
+    assert.equal(res.status, 200, res.body);
+    const token = (JSON.parse(res.body) as { access_token: string }).access_token;
+    const h = seen(await httpGet(url(APP, '/api'), { headers: { authorization: `Bearer ${token}` } })).headers;
+    assert.equal(h['x-authentik-uid'], 'rtyler');
+    assert.equal(h['x-authentik-username'], 'rtyler');
+    assert.equal(h['x-authentik-email'], LLNG_USERS.rtyler.mail);
+    assert.equal(h['x-authentik-name'], LLNG_USERS.rtyler.cn);
+    assert.equal(h['x-authentik-groups'], 'users');
+    assert.equal(h.authorization, undefined, 'the token is not forwarded');
+    const bad = await httpGet(url(APP, '/api'), { headers: { authorization: 'Bearer not-a-token-of-lemonldap' } });
+    assert.equal(bad.status, 401);
+  });
+
+  test('sign-out ends the Portcullis session and the LemonLDAP session (end_session_endpoint)', async () => {
+    const { final, hops } = await submitThrough(url(APP, '/outpost.goauthentik.io/sign_out'), { jar });
+    assert.ok(hops.some((h) => h.url.startsWith(`${llng.issuer}/oauth2/logout`)), 'through LemonLDAP\'s end_session_endpoint');
+    assert.ok(final.status < 500, `${final.status} ${final.url}`);
+    const after = await httpGet(url(APP, '/whoami'), { jar });
+    assert.equal(after.status, 302, 'no Portcullis session');
+    // The portal asks for the password again: the LemonLDAP session is gone too.
+    const again = await loginThrough(url(APP, '/whoami'), DWHO, { jar });
+    assert.ok(again.hops.some((h) => h.status === 200 && /type="password"/.test(h.body)), 'the login form again');
+    assert.equal(seen(again.final).headers['x-authentik-uid'], 'dwho');
+  });
+});
+
+describe('LemonLDAP::NG, client authentication', () => {
+  test('client_secret_post with a client id and secret holding - _ . ~ works', async () => {
+    const h = seen((await loginThrough(url(POST, '/'), DWHO, { jar: new CookieJar() })).final).headers;
+    assert.equal(h['x-authentik-uid'], 'dwho');
+    assert.equal(h['x-authentik-meta-provider'], 'post');
+  });
+
+  test('client_secret_basic with such credentials fails (LemonLDAP does not form-decode them): invalid_client, not unreachable', async () => {
+    const { final } = await loginThrough(url(BASIC, '/'), DWHO, { jar: new CookieJar() });
+    assert.equal(final.status, 502, final.body);
+    assert.match(final.body, /oidc\.token_invalid_client/);
+    assert.doesNotMatch(final.body, /could not be reached/);
+    assert.match(llng.logs(), /No registered Relying Party found with client_id portcullis%2Dbasic%2Eapp/, 'LemonLDAP saw the form-encoded id');
+  });
+});
+
+describe('LemonLDAP::NG, forward_single behind nginx', () => {
+  test('nginx asks Portcullis; after the login the upstream gets the identity headers', async () => {
+    const jar = new CookieJar();
+    const { final } = await loginThrough(fwdUrl('/reports?month=11'), RTYLER, { jar });
     const s = seen(final);
     assert.equal(s.url, '/reports?month=11');
-    assert.equal(s.headers['x-authentik-uid'], 'dwho');
+    assert.equal(s.headers['x-authentik-uid'], 'rtyler');
+    assert.equal(s.headers['x-authentik-username'], 'rtyler');
+    assert.equal(s.headers['x-authentik-email'], LLNG_USERS.rtyler.mail);
+    assert.equal(s.headers['x-authentik-groups'], 'users');
+    assert.equal((await httpGet(fwdUrl('/tardis'), { jar })).status, 403, 'the access rule, through nginx');
   });
 });
