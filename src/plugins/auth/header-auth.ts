@@ -3,8 +3,10 @@
 // `goauthentik.io/token` and the token as password. The token is introspected (RFC 7662) at the
 // provider's introspection endpoint with the provider's client credentials, and accepted only
 // when it is active, issued to this provider's client (CVE-2024-47077: never trust the IdP
-// alone to refuse other clients' tokens), unexpired and has a subject. The result is a transient
-// SessionRecord: never stored, never given a cookie.
+// alone to refuse other clients' tokens), unexpired and has a subject. An answer without the
+// user's claims (LemonLDAP::NG's) is completed from the userinfo endpoint, asked with the token
+// itself (provider setting fetch_userinfo, src/oidc/userinfo.ts); the claims are normalized
+// (src/oidc/claims.ts). The result is a transient SessionRecord: never stored, never given a cookie.
 //
 // Answers are cached in memory, keyed by every input of the decision (provider, issuer,
 // client_id, sha256 of the token — never the token itself): accepted tokens for at most 60 s
