@@ -3,9 +3,9 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
-import { parse } from 'yaml';
 import { startStack, type Stack } from '../support/stack.js';
-import { CookieJar, followRedirects, httpGet, loginThrough, parseForms, submitForm, type HttpResult } from '../support/browserless.js';
+import { CookieJar, httpGet, loginThrough, type HttpResult } from '../support/browserless.js';
+import { accessTokenOf, clientConfigOf } from '../support/tokens.js';
 import { defaultSub } from '../../src/demo/identity-provider.js';
 
 const ALICE = { username: 'alice', password: 'alice' };
@@ -42,48 +42,9 @@ before(async () => {
 });
 after(async () => stack?.close());
 
-interface ProviderYaml {
-  name: string;
-  client_id: string;
-  client_secret: string;
-  external_host: string;
-}
-
-/** The client's openid-client Configuration (client_secret_basic, as registered at the IdP). */
-async function clientConfig(provider: string): Promise<client.Configuration> {
-  const p = (parse(stack.configYaml) as { providers: ProviderYaml[] }).providers.find((x) => x.name === provider)!;
-  return client.discovery(new URL(stack.idp.issuer), p.client_id, undefined, client.ClientSecretBasic(p.client_secret), { execute: [client.allowInsecureRequests] });
-}
-
-/**
- * A real authorization-code grant for the provider's client: alice signs in at the IdP (in a
- * jar of its own), the code is taken from the redirect to the registered callback (which is never
- * followed), and exchanged at the token endpoint with the client's credentials.
- */
-async function accessTokenFor(provider: string): Promise<string> {
-  const p = (parse(stack.configYaml) as { providers: ProviderYaml[] }).providers.find((x) => x.name === provider)!;
-  const config = await clientConfig(provider);
-  const redirectUri = `${p.external_host.replace(/\/$/, '')}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`;
-  const state = client.randomState();
-  const authorize = client.buildAuthorizationUrl(config, { redirect_uri: redirectUri, scope: 'openid profile email entitlements ak_proxy', state });
-  const jar = new CookieJar();
-  const first = await followRedirects(authorize.href, { jar });
-  const form = parseForms(first.final.body, first.final.url).find((f) => f.inputTypes.password?.length);
-  assert.ok(form, `the IdP's login form: ${first.final.status} ${first.final.body.slice(0, 200)}`);
-  const posted = await submitForm(form, { username: ALICE.username, password: ALICE.password }, { jar });
-  const callbackPrefix = redirectUri.split('?')[0]!;
-  const back = await followRedirects(new URL(String(posted.headers.location), posted.url).href, {
-    jar,
-    stopWhen: (r) => String(r.headers.location ?? '').startsWith(callbackPrefix),
-  });
-  const callback = new URL(String(back.final.headers.location));
-  assert.equal(callback.searchParams.get('state'), state);
-  const code = callback.searchParams.get('code');
-  assert.ok(code, 'an authorization code');
-  const response = await client.genericGrantRequest(config, 'authorization_code', { code, redirect_uri: redirectUri });
-  assert.ok(response.access_token);
-  return response.access_token;
-}
+const clientConfig = (provider: string) => clientConfigOf(stack, provider);
+/** An access token from a real authorization-code grant for the provider's client, as alice. */
+const accessTokenFor = (provider: string) => accessTokenOf(stack, provider, ALICE);
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 

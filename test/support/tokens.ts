@@ -14,9 +14,19 @@ interface ProviderYaml {
   external_host: string;
 }
 
+/** The provider's client as an openid-client Configuration (client_secret_basic, as registered at the IdP). */
+export async function clientConfigOf(stack: Stack, provider: string): Promise<client.Configuration> {
+  const p = providerOf(stack, provider);
+  return client.discovery(new URL(stack.idp.issuer), p.client_id, undefined, client.ClientSecretBasic(p.client_secret), { execute: [client.allowInsecureRequests] });
+}
+
+function providerOf(stack: Stack, provider: string): ProviderYaml {
+  return (parse(stack.configYaml) as { providers: ProviderYaml[] }).providers.find((x) => x.name === provider)!;
+}
+
 export async function accessTokenOf(stack: Stack, provider: string, user: { username: string; password: string }, scope = 'openid profile email entitlements ak_proxy'): Promise<string> {
-  const p = (parse(stack.configYaml) as { providers: ProviderYaml[] }).providers.find((x) => x.name === provider)!;
-  const config = await client.discovery(new URL(stack.idp.issuer), p.client_id, undefined, client.ClientSecretBasic(p.client_secret), { execute: [client.allowInsecureRequests] });
+  const p = providerOf(stack, provider);
+  const config = await clientConfigOf(stack, provider);
   const redirectUri = `${p.external_host.replace(/\/$/, '')}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`;
   const state = client.randomState();
   const authorize = client.buildAuthorizationUrl(config, { redirect_uri: redirectUri, scope, state });
