@@ -70,6 +70,13 @@ export interface RunningIdp {
   readonly introspections: number;
   /** How many requests reached the userinfo endpoint so far. */
   readonly userinfoRequests: number;
+  /** How many requests reached the jwks_uri so far. */
+  readonly jwksFetches: number;
+  /**
+   * A key rotation: a new signing key signs from now on; the old ones stay published (as a
+   * real provider keeps them until the tokens they signed expire). Returns the new key id.
+   */
+  rotateKeys(): Promise<string>;
 }
 
 export const DEMO_USERS: IdpUser[] = [
@@ -143,15 +150,15 @@ function loadProviderModule(): Promise<ProviderModule> {
 
 let signingJwks: Promise<{ keys: Record<string, unknown>[] }> | undefined;
 
-/** One RS256 signing key per process (generating RSA keys is slow-ish). */
+async function newSigningKey(): Promise<Record<string, unknown>> {
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const jwk = await exportJWK(privateKey);
+  return { ...jwk, alg: 'RS256', use: 'sig', kid: `portcullis-demo-${randomBytes(4).toString('hex')}` };
+}
+
+/** One RS256 signing key per process (generating RSA keys is slow-ish); rotateKeys() adds more. */
 function getSigningJwks(): Promise<{ keys: Record<string, unknown>[] }> {
-  if (!signingJwks) {
-    signingJwks = (async () => {
-      const { privateKey } = await generateKeyPair('RS256', { extractable: true });
-      const jwk = await exportJWK(privateKey);
-      return { keys: [{ ...jwk, alg: 'RS256', use: 'sig', kid: `portcullis-demo-${randomBytes(4).toString('hex')}` }] };
-    })();
-  }
+  signingJwks ??= newSigningKey().then((key) => ({ keys: [key] }));
   return signingJwks;
 }
 
@@ -362,7 +369,8 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
   const host = opts.host ?? '127.0.0.1';
   const banner = opts.banner;
   const { Provider } = await loadProviderModule();
-  const jwks = await getSigningJwks();
+  /** Newest first: oidc-provider signs with the first key that fits. */
+  let signingKeys = [...(await getSigningJwks()).keys];
 
   // Users, indexed by username and by subject.
   const byUsername = new Map<string, IdpUser & { sub: string }>();
@@ -401,10 +409,11 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
 
   const knownScopes = new Set<string>(IDP_SCOPES);
 
-  const provider = new Provider(issuer, {
+  // The configuration of every provider instance; a key rotation makes a new instance with
+  // another keystore, sharing the adapter (grants, sessions, codes) and the cookie keys.
+  const providerConfig: Record<string, unknown> = {
     adapter: createMemoryAdapterClass(),
     clients,
-    jwks,
     cookies: {
       keys: [randomBytes(32).toString('hex'), randomBytes(32).toString('hex')],
       long: { httpOnly: true, sameSite: 'lax', secure: false },
@@ -520,12 +529,23 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
           .join('')}`,
       );
     },
-  });
-  // Errors are rendered to the client already; keep the console quiet.
-  provider.on('server_error', () => {});
-  provider.silent = true;
-
-  const providerCallback = provider.callback() as http.RequestListener;
+  };
+  const createProvider = (): AnyObj => {
+    const instance = new Provider(issuer, { ...providerConfig, jwks: { keys: signingKeys.map((k) => ({ ...k })) } });
+    // Errors are rendered to the client already; keep the console quiet.
+    instance.on('server_error', () => {});
+    instance.silent = true;
+    return instance;
+  };
+  let provider = createProvider();
+  let providerCallback = provider.callback() as http.RequestListener;
+  const rotateKeys = async (): Promise<string> => {
+    const key = await newSigningKey();
+    signingKeys = [key, ...signingKeys];
+    provider = createProvider();
+    providerCallback = provider.callback() as http.RequestListener;
+    return key.kid as string;
+  };
 
   const interactionRoute = /^\/interaction\/([A-Za-z0-9_-]+)\/?$/;
 
@@ -606,10 +626,12 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
 
   let introspections = 0;
   let userinfoRequests = 0;
+  let jwksFetches = 0;
   handler = (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (path === '/token/introspection') introspections++;
     if (path === '/me') userinfoRequests++;
+    if (path === '/jwks') jwksFetches++;
     const match = interactionRoute.exec(path);
     if (match) {
       handleInteraction(req, res, match[1]!).catch((err: unknown) => {
@@ -635,6 +657,10 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     get userinfoRequests() {
       return userinfoRequests;
     },
+    get jwksFetches() {
+      return jwksFetches;
+    },
+    rotateKeys,
     close() {
       closed ??= new Promise<void>((resolve) => {
         server.close(() => resolve());

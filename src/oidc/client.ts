@@ -5,10 +5,12 @@
 // redirect_uri from the callback URL with its query removed, while authentik registers the
 // callback *with* `?X-authentik-auth-callback=true`: the exchange must send the exact URI used in
 // the authorization request. The ID token's signature is then verified against the provider's
-// JWKS with jose; oauth4webapi checks issuer, audience, expiry, nonce and azp.
+// signing keys (ProviderKeys in jwks.ts, which refetches them when the provider rotates);
+// oauth4webapi checks issuer, audience, expiry, nonce and azp.
 import * as client from 'openid-client';
 import * as oauth from 'oauth4webapi';
-import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyOptions, JWTVerifyResult } from 'jose';
+import { JwksUnavailable, ProviderKeys } from './jwks.js';
 import type { Logger } from '../pipeline/logger.js';
 import { OidcError } from './errors.js';
 import { classifyTokenError } from './token-errors.js';
@@ -41,7 +43,7 @@ export class OidcClient {
   private configuration: client.Configuration | null = null;
   private pending: Promise<client.Configuration> | null = null;
   private lastFailure = 0;
-  private jwks: JWTVerifyGetKey | null = null;
+  private keys: ProviderKeys | null = null;
 
   constructor(
     readonly settings: OidcSettings,
@@ -70,7 +72,7 @@ export class OidcClient {
       .then((config) => {
         this.configuration = config;
         const jwksUri = config.serverMetadata().jwks_uri;
-        if (jwksUri) this.jwks = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: 10_000 });
+        if (jwksUri) this.keys = new ProviderKeys(new URL(jwksUri), this.log);
         this.log.info({ issuer: s.issuer }, 'OpenID Provider discovered');
         return config;
       })
@@ -126,10 +128,11 @@ export class OidcClient {
       throw await classifyTokenError(err);
     }
     const idToken = result.id_token;
-    if (!idToken || !this.jwks) throw new OidcError('oidc.token_invalid', 'No ID token, or no JWKS to verify it.', 400);
+    if (!idToken || !this.keys) throw new OidcError('oidc.token_invalid', 'No ID token, or no JWKS to verify it.', 400);
     try {
-      await jwtVerify(idToken, this.jwks, { issuer: as.issuer, audience: this.settings.clientId });
+      await this.keys.verify(idToken, { issuer: as.issuer, audience: this.settings.clientId });
     } catch (err) {
+      if (err instanceof JwksUnavailable) throw new OidcError('oidc.jwks_unreachable', "The identity provider's signing keys could not be fetched.", 502);
       throw new OidcError('oidc.id_token_signature', `The ID token failed verification: ${(err as Error).message}`, 400);
     }
     const claims = oauth.getValidatedIdTokenClaims(result);
@@ -146,6 +149,22 @@ export class OidcClient {
     if (p.idTokenHint) params.id_token_hint = p.idTokenHint;
     if (p.state) params.state = p.state;
     return client.buildEndSessionUrl(config, params);
+  }
+
+  /**
+   * Verifies a JWT signed by this provider against its signing keys (discovery first). Throws
+   * JwksUnavailable when the keys cannot be fetched, jose's errors when the token is bad.
+   * `options` should name the expected issuer and audience.
+   */
+  async verifyJwt(jwt: string, options: JWTVerifyOptions): Promise<JWTVerifyResult> {
+    await this.ready();
+    if (!this.keys) throw new JwksUnavailable('the identity provider publishes no jwks_uri');
+    return this.keys.verify(jwt, options);
+  }
+
+  /** The provider's signing keys, once discovered (null before discovery or without jwks_uri). */
+  get signingKeys(): ProviderKeys | null {
+    return this.keys;
   }
 
   get jwksUri(): string {
