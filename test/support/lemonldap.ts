@@ -58,10 +58,6 @@ export interface RunningLemonldap {
   close(): Promise<void>;
 }
 
-export function haveLemonldap(): boolean {
-  return existsSync(LLNG_FASTCGI_BIN) && existsSync(LLNG_PORTAL_ROOT);
-}
-
 export interface StartLemonldapOptions {
   relyingParties: LlngRelyingParty[];
   /** Extra `server { … }` blocks for the same nginx (e.g. a forward_single site). */
@@ -192,6 +188,11 @@ export async function startLemonldap(opts: StartLemonldapOptions): Promise<Runni
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
   let exited = false;
   const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
+  // Not installed (bash .ci/run installs lemonldap-ng-fastcgi-server): say so instead of crashing.
+  child.once('error', (err) => {
+    output += `cannot run ${LLNG_FASTCGI_BIN}: ${err.message}\n`;
+    exited = true;
+  });
   const stopFastcgi = async () => {
     if (!exited && child.pid !== undefined) {
       child.kill('SIGTERM');
