@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile, parseConfig, ConfigError, type PortcullisConfig } from './config/index.js';
 import { Outpost } from './server/outpost.js';
 import { VERSION_STRING } from './version.js';
-import { runSingleProcess } from './server/service.js';
+import { runService } from './server/service.js';
 
 const USAGE = `Usage:
   portcullis --config FILE        run the outpost
@@ -34,12 +34,14 @@ async function main(): Promise<number> {
     return 0;
   }
   let closeDemo: (() => Promise<void>) | null = null;
+  let demoConfigText: string | undefined;
   let config: PortcullisConfig;
   try {
     if (values.demo) {
       const { startDemo } = await import('./demo/demo.js');
       const demo = await startDemo();
       closeDemo = demo.close;
+      demoConfigText = demo.configYaml;
       config = parseConfig(demo.configYaml, { source: 'demo config', baseDir: process.cwd() });
       console.log(demo.banner);
     } else if (values.config) {
@@ -71,7 +73,7 @@ async function main(): Promise<number> {
     return 0;
   }
   try {
-    await runSingleProcess({ config, configPath: values.config, onStopped: closeDemo ?? undefined });
+    await runService({ config, configPath: values.config, configText: demoConfigText, onStopped: closeDemo ?? undefined });
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(err.message);

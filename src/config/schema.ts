@@ -156,6 +156,10 @@ export const OutpostSchema = Type.Object(
       description: 'Seconds SIGTERM/SIGINT waits for in-flight requests before cutting them (25: inside Kubernetes\' default 30 s grace period).',
     }),
     watch_config: Type.Boolean({ default: false, description: 'Reload when the config file changes, as on SIGHUP.' }),
+    workers: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 1, maximum: 256 })], {
+      default: 'auto',
+      description: 'Processes serving requests: auto = one per CPU this process may use (cgroup limits included), or a number. Several need a shared session store.',
+    }),
   },
   { additionalProperties: false },
 );

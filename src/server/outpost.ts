@@ -36,6 +36,7 @@ import { builtInStages, builtInEntries } from '../plugins/index.js';
 import { buildTls } from './tls.js';
 import { OutpostMetrics } from './metrics.js';
 import { WebSocketRegistry } from './websockets.js';
+import './workers.js'; // registers the outpost.workers config check
 import { VERSION_STRING } from '../version.js';
 
 export interface OutpostOptions {
@@ -523,6 +524,7 @@ export function restartOnlyChanges(running: PortcullisConfig, next: PortcullisCo
     ['outpost.listeners.https', (c) => c.outpost.listeners.https ?? null],
     ['outpost.session_store', (c) => c.outpost.session_store],
     ['outpost.metrics.listen', (c) => c.outpost.metrics?.listen ?? null],
+    ['outpost.workers', (c) => c.outpost.workers],
   ];
   const out: ConfigIssue[] = [];
   for (const [field, get] of fields) {

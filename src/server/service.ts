@@ -11,6 +11,7 @@ import { dirname, resolve } from 'node:path';
 import { parseConfig, ConfigError, type PortcullisConfig } from '../config/index.js';
 import { Outpost } from './outpost.js';
 import { VERSION_STRING } from '../version.js';
+import { workerCount } from './workers.js';
 
 export interface ServiceOptions {
   /** The config, loaded and validated. */
@@ -81,6 +82,31 @@ export class ReloadTrigger {
   close(): void {
     this.watch(null);
   }
+}
+
+/**
+ * Runs the outpost as configured: in this process (`outpost.workers` resolves to 1), or as the
+ * primary of several workers (cluster.ts). Resolves once listening; signals do the rest.
+ */
+export async function runService(opts: ServiceOptions & { configText?: string }): Promise<void> {
+  if (workerCount(opts.config) === 1) {
+    await runSingleProcess(opts);
+    return;
+  }
+  const { runPrimary } = await import('./cluster.js');
+  let text = opts.configText;
+  let source = opts.config.source ?? '<config>';
+  if (text === undefined && opts.configPath !== undefined) {
+    // The text the workers parse is the file as read now, validated again here.
+    const path = opts.configPath;
+    const read = readConfig(path);
+    text = read.text;
+    opts = { ...opts, config: read.config };
+    source = path;
+  }
+  if (text === undefined) throw new Error('runService: the config text is needed to start workers');
+  const { configText: _text, ...rest } = opts;
+  await runPrimary({ ...rest, configText: { text, source, baseDir: opts.config.baseDir } });
 }
 
 /** One process: the outpost, its signals, reloads. Resolves once listening. */
