@@ -83,10 +83,20 @@ const TlsCertificate = Type.Object(
   { additionalProperties: false },
 );
 
+const MaxSessionsPerUser = Type.Integer({
+  minimum: 0,
+  default: 100,
+  description: 'Live sessions kept per user (all providers); a new login beyond it ends the oldest. 0: no cap.',
+});
+
 const EmbeddedStore = Type.Object(
   {
     type: Type.Literal('embedded'),
-    path: Type.String({ default: '.portcullis/sessions.jsonl', description: 'Journal file that keeps sessions across restarts.' }),
+    path: Type.String({
+      default: '.portcullis/sessions.db',
+      description: 'SQLite database that keeps sessions across restarts (a *.jsonl journal of older versions is migrated into <name>.db).',
+    }),
+    max_sessions_per_user: MaxSessionsPerUser,
   },
   { additionalProperties: false },
 );

@@ -82,7 +82,7 @@ export async function startDemo(opts: StartDemoOptions = {}): Promise<RunningDem
 outpost:
   name: Portcullis demo outpost
   listeners: { http: ${q(listenHttp)}, https: ${q(listenHttps)} }
-  session_store: { type: embedded, path: .portcullis/demo-sessions.jsonl }
+  session_store: { type: embedded, path: .portcullis/demo-sessions.db }
 providers:
   - name: demo
     issuer: ${q(idp.issuer)}

@@ -187,6 +187,7 @@ export class Outpost {
         ? new RedisSessionStore({ url: storeConfig.url, keyPrefix: storeConfig.key_prefix, keys: storeKeys, log: logger.child({ component: 'sessions' }) })
         : new EmbeddedSessionStore({
             path: resolve(config.baseDir, storeConfig.path),
+            maxSessionsPerUser: storeConfig.max_sessions_per_user,
             keys: storeKeys,
             log: logger.child({ component: 'sessions' }),
           }));

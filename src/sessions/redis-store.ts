@@ -19,7 +19,7 @@
 // Requires Redis 7.0 or later (PEXPIRE … NX / GT).
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { HEADER_NAMES_REFRESH_MS, type SessionRecord, type SessionStore } from './store.js';
+import { HEADER_NAMES_REFRESH_MS, SessionStoreError, type SessionRecord, type SessionStore } from './store.js';
 import { sealRecord, unsealRecord } from './sealed.js';
 import type { Logger } from '../pipeline/logger.js';
 
@@ -50,10 +50,8 @@ interface StoredValue {
   d: string;
 }
 
-/** A store call failed because Redis did not answer as expected. Carries no command arguments. */
-export class SessionStoreError extends Error {
-  override readonly name = 'SessionStoreError';
-}
+// A failed call rejects SessionStoreError (store.ts); re-exported for existing importers.
+export { SessionStoreError };
 
 /** The URL as it may be logged: without its password. */
 export function redactRedisUrl(url: string): string {

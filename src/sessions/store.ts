@@ -3,8 +3,12 @@
 // The browser's cookie carries only an encrypted, authenticated session id; the session itself
 // (claims, tokens) lives in a SessionStore. That keeps cookies small whatever the size of the
 // user's group list, and lets sign-out end every session of a user on the outpost, across
-// providers and devices. The embedded store keeps a journal on disk so that sessions survive a
-// restart and deleted sessions stay deleted; a shared store (Redis) implements the same interface.
+// providers and devices. The embedded store keeps them in SQLite on disk so that sessions survive
+// a restart and deleted sessions stay deleted; a shared store (Redis) implements the same interface.
+//
+// Stores return one object per stored version of a session (until the store's bounded record
+// cache lets go of it): the per-session caches of the header and forward stages are keyed by
+// that object, so they hit with every store, and a changed or new session is a new object.
 
 import { createHash } from 'node:crypto';
 
@@ -58,14 +62,25 @@ export interface SessionProxySettings {
 }
 
 export interface SessionStore {
-  /** Loads the stores's state (the embedded store replays its journal). */
+  /** Opens the store (the embedded store creates or migrates its database). */
   open(): Promise<void>;
   close(): Promise<void>;
-  /** A live (unexpired) session, or undefined. Sync for the embedded store; may be a promise. */
+  /**
+   * A live (unexpired) session, or undefined. Sync for the embedded store; may be a promise.
+   * Throws (rejects) SessionStoreError when the store cannot be read.
+   */
   get(id: string): SessionRecord | undefined | Promise<SessionRecord | undefined>;
+  /**
+   * Stores a session; resolves once it is durable. When the user then has more sessions than the
+   * store's per-user cap, the oldest are ended in the same step. Rejects SessionStoreError when the
+   * session could not be recorded (nothing is then stored).
+   */
   put(record: SessionRecord): Promise<void>;
   delete(id: string): Promise<void>;
-  /** Ends every session of this user on the outpost; returns how many were ended. */
+  /**
+   * Ends every session of this user on the outpost; returns how many were ended. Resolves only
+   * once the deletion is durable; rejects SessionStoreError (and ends nothing) when it is not.
+   */
   deleteUser(userKey: string): Promise<number>;
   /** How many sessions are live (metrics, tests). */
   size(): number | Promise<number>;
@@ -88,6 +103,23 @@ export interface SessionStore {
 
 /** How often a shared store re-reads the names other replicas recorded. */
 export const HEADER_NAMES_REFRESH_MS = 2_000;
+
+/** The default cap on live sessions per user (`session_store.max_sessions_per_user`). */
+export const DEFAULT_MAX_SESSIONS_PER_USER = 100;
+
+/**
+ * A store call failed: the store could not be read or could not record a change (disk full,
+ * read-only, locked, unreachable). The auth stage answers it with a 503 page. The message names
+ * the store and the reason, never command arguments or tokens.
+ */
+export class SessionStoreError extends Error {
+  override readonly name = 'SessionStoreError';
+}
+
+/** sha256(userKey) in hex: how stores index a user's sessions without storing who it is. */
+export function userHashOf(userKey: string): string {
+  return createHash('sha256').update(userKey).digest('hex');
+}
 
 /** A stable, non-reversible id for log lines about a user. */
 export function userTag(userKey: string): string {

@@ -50,7 +50,7 @@ test('a minimal file loads with every default applied', () => {
   assert.deepEqual(config.outpost.listeners, { http: '0.0.0.0:9000', https: '0.0.0.0:9443' });
   assert.deepEqual(config.outpost.trusted_proxies, []);
   assert.equal(config.outpost.name, 'portcullis');
-  assert.deepEqual(config.outpost.session_store, { type: 'embedded', path: '.portcullis/sessions.jsonl' });
+  assert.deepEqual(config.outpost.session_store, { type: 'embedded', path: '.portcullis/sessions.db', max_sessions_per_user: 100 });
   assert.equal(config.outpost.log_level, 'info');
   assert.equal(config.outpost.upstream_timeout, 30);
   assert.equal(config.pipeline, undefined);

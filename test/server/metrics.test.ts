@@ -178,7 +178,7 @@ test('two outposts in one process have separate registries; without metrics no l
       [
         'outpost:',
         '  listeners: { http: "127.0.0.1:0", https: null }',
-        `  session_store: { type: embedded, path: ${JSON.stringify(join(dir, `sessions-${metrics === null ? 'off' : 'on'}.jsonl`))} }`,
+        `  session_store: { type: embedded, path: ${JSON.stringify(join(dir, `sessions-${metrics === null ? 'off' : 'on'}.db`))} }`,
         '  log_level: silent',
         `  metrics: { listen: ${metrics === null ? 'null' : JSON.stringify(metrics)} }`,
         'providers:',

@@ -265,7 +265,7 @@ test('config: session_store type redis, with defaults and ${ENV}; mistakes are r
     url: 'rediss://cache:6380',
     key_prefix: 'p1:',
   });
-  assert.deepEqual(parseConfig(configWith('{ type: embedded }'), { env }).outpost.session_store, { type: 'embedded', path: '.portcullis/sessions.jsonl' });
+  assert.deepEqual(parseConfig(configWith('{ type: embedded }'), { env }).outpost.session_store, { type: 'embedded', path: '.portcullis/sessions.db', max_sessions_per_user: 100 });
   const failing: [string, RegExp][] = [
     ['{ type: redis, url: "http://cache:6379" }', /outpost\.session_store\.url: must match pattern/],
     ['{ type: redis }', /outpost\.session_store: missing required field "url"/],

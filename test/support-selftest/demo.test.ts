@@ -21,7 +21,7 @@ describe('npm start demo', () => {
     };
     assert.equal(cfg.outpost.name, 'Portcullis demo outpost');
     assert.deepEqual(cfg.outpost.listeners, { http: '127.0.0.1:9000', https: '127.0.0.1:9443' });
-    assert.deepEqual(cfg.outpost.session_store, { type: 'embedded', path: '.portcullis/demo-sessions.jsonl' });
+    assert.deepEqual(cfg.outpost.session_store, { type: 'embedded', path: '.portcullis/demo-sessions.db' });
     assert.equal(cfg.providers.length, 1);
     const p = cfg.providers[0]!;
     assert.equal(p.name, 'demo');

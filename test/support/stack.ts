@@ -31,7 +31,7 @@ export interface StackOptions {
   providers: ProviderSpec[];
   users?: IdpUser[];
   outpost?: Record<string, unknown>;
-  /** Reuse a journal file (restart tests). */
+  /** Reuse a session database file (restart tests). */
   journal?: string;
   /** Skip HTTPS (most tests). */
   https?: boolean;
@@ -56,7 +56,7 @@ export interface Stack {
   url(host: string, path?: string): string;
   /** Stop Portcullis only (IdP and upstream keep running). */
   stopOutpost(): Promise<void>;
-  /** Start Portcullis again with the same config and journal. */
+  /** Start Portcullis again with the same config and session database. */
   restartOutpost(): Promise<void>;
   close(): Promise<void>;
 }
@@ -67,7 +67,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const port = opts.port ?? (await freePort());
   const httpsPort = opts.https ? await freePort() : null;
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-test-'));
-  const journal = opts.journal ?? join(dir, 'sessions.jsonl');
+  const journal = opts.journal ?? join(dir, 'sessions.db');
   const upstream = await startUpstream({ name: 'upstream' });
   const secrets = new Map(opts.providers.map((p) => [p.name, randomBytes(18).toString('base64url')]));
   const externalOf = (p: ProviderSpec) => p.external_host ?? `http://${p.host}:${port}`;

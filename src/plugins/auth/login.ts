@@ -206,16 +206,24 @@ export class LoginFlow {
   async signOut(ctx: RequestContext): Promise<Respond> {
     const p = ctx.provider;
     const session = ctx.session;
-    if (readCookie(ctx.headers.cookie, p.cookieName) !== undefined) addCookie(ctx, clearCookie(p.cookieName, p.cookieSuffix));
     const back = this.appAfterSignOut(ctx);
-    if (!session) return signedOutPage(ctx, back);
+    if (!session) {
+      if (readCookie(ctx.headers.cookie, p.cookieName) !== undefined) addCookie(ctx, clearCookie(p.cookieName, p.cookieSuffix));
+      return signedOutPage(ctx, back);
+    }
     let ended: number;
     try {
       ended = await this.store.deleteUser(session.userKey);
     } catch (err) {
-      this.log.error({ provider: p.name, err: (err as Error).message, requestId: ctx.requestId }, 'sign-out failed: the session store is unavailable');
-      return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson, 'Portcullis cannot reach its session store right now, so your sessions could not be ended. Try signing out again in a moment.');
+      this.log.error({ provider: p.name, err: (err as Error).message, requestId: ctx.requestId }, 'sign-out failed: the session store could not record it');
+      // Nothing was ended: the cookie stays, so that the user can sign out again, and the page says so.
+      return sessionStoreUnavailable(
+        ctx.requestId,
+        ctx.wantsJson,
+        'Portcullis cannot record changes in its session store right now, so your sessions could not be ended: you are still signed in. Try signing out again in a moment.',
+      );
     }
+    if (readCookie(ctx.headers.cookie, p.cookieName) !== undefined) addCookie(ctx, clearCookie(p.cookieName, p.cookieSuffix));
     this.log.info({ provider: p.name, user: userTag(session.userKey), sessions: ended, requestId: ctx.requestId }, 'signed out: all sessions of the user ended');
     this.events.signOut(p.name);
     // The signed-out page learns which application to offer "Sign in again" for from a signed

@@ -90,7 +90,12 @@ export class AuthStage implements Stage {
     if (raw === undefined || raw === '') return undefined;
     const id = this.sessionIdOf(p, raw);
     if (id === undefined) return this.reject(ctx);
-    const found = this.store.get(id);
+    let found;
+    try {
+      found = this.store.get(id);
+    } catch (err) {
+      return this.unavailable(ctx, err as Error); // the embedded store reads synchronously
+    }
     if (isPromise(found)) return found.then((r) => this.accept(ctx, r), (err: Error) => this.unavailable(ctx, err));
     return this.accept(ctx, found);
   }

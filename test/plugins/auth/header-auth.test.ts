@@ -313,7 +313,7 @@ describe('the auth stage', () => {
     await h.store.put(s);
     const ctx = h.proxy('app', '/x', { cookie: h.sessionCookie('app', s.id), authorization: 'Bearer some-token' });
     await stage.run(ctx);
-    assert.equal(ctx.session, s);
+    assert.deepEqual(ctx.session, s);
     assert.equal(ctx.headerAuth, null);
   });
 });

@@ -64,7 +64,7 @@ describe('a valid cookie', () => {
     const s = await stored('app');
     const ctx = h.proxy('app', '/x', { cookie: `theme=dark; ${h.sessionCookie('app', s.id)}; _ga=GA1.2` });
     await run(ctx);
-    assert.equal(ctx.session, s);
+    assert.deepEqual(ctx.session, s);
     assert.equal(ctx.setCookies, null);
   });
 
@@ -74,7 +74,7 @@ describe('a valid cookie', () => {
     for (let i = 0; i < 2; i++) {
       const ctx = h.proxy('app', '/x', { cookie });
       await run(ctx);
-      assert.equal(ctx.session, s);
+      assert.deepEqual(ctx.session, s);
     }
   });
 
@@ -82,11 +82,11 @@ describe('a valid cookie', () => {
     const s = await stored('fwd');
     const ctx = h.nginx('https://fwd.localtest/x', { cookie: h.sessionCookie('fwd', s.id) });
     await run(ctx);
-    assert.equal(ctx.session, s);
+    assert.deepEqual(ctx.session, s);
     const dom = await stored('dom');
     const wiki = h.traefik('https://wiki.corp.localtest/x', { cookie: h.sessionCookie('dom', dom.id) });
     await run(wiki);
-    assert.equal(wiki.session, dom);
+    assert.deepEqual(wiki.session, dom);
   });
 });
 
@@ -149,7 +149,7 @@ describe('cookies that name no live session → no session and a clearing Set-Co
     const cookie = h.sessionCookie('app', s.id);
     const before = h.proxy('app', '/x', { cookie });
     await run(before);
-    assert.equal(before.session, s);
+    assert.deepEqual(before.session, s);
     await h.store.delete(s.id);
     const afterDelete = h.proxy('app', '/x', { cookie });
     await run(afterDelete);
