@@ -2,6 +2,7 @@
 // endpoint), which action, and the normalized target. Trust in X-Forwarded-* is decided here,
 // once, from `trusted_proxies`.
 import type { IncomingHttpHeaders } from 'node:http';
+import { isIP } from 'node:net';
 import proxyaddr from 'proxy-addr';
 import type { Action, Entry, RequestContext, RequestTarget, Respond } from './contract.js';
 import { OUTPOST_PREFIX, type ProviderRegistry } from '../config/provider.js';
@@ -178,9 +179,12 @@ export class ContextFactory {
     let scheme: 'http' | 'https';
     let rawHost: string | undefined;
     let target = split;
+    /** A forward-auth caller believed only by the loopback default (trusted_proxies empty). */
+    let loopbackCaller = false;
     const resolver = this.entryFor(split.path);
     if (resolver) {
       const forwardTrusted = peerTrusted || (this.loopbackDefault && peerClass === PEER_LOOPBACK);
+      loopbackCaller = forwardTrusted && !peerTrusted;
       const original = resolver.extract(req, forwardTrusted === peerTrusted ? view : { ...view, forwardTrusted }, split.path);
       if ('kind' in original) return original;
       entry = resolver.entry;
@@ -246,7 +250,13 @@ export class ContextFactory {
       });
     }
 
-    const clientIp = peerTrusted ? proxyaddr(req as unknown as Parameters<typeof proxyaddr>[0], this.trust) : peerIp;
+    // A caller believed for the original URL is believed for the client address too: a loopback
+    // reverse proxy (the default) vouches for the last X-Forwarded-For hop, which it set itself.
+    const clientIp = peerTrusted
+      ? proxyaddr(req as unknown as Parameters<typeof proxyaddr>[0], this.trust)
+      : loopbackCaller
+        ? (lastForwardedFor(headers['x-forwarded-for']) ?? peerIp)
+        : peerIp;
     const requestTarget: RequestTarget = { scheme, host, path: target.path, query: target.query };
     return {
       requestId,
@@ -295,6 +305,14 @@ function utf8FromHeader(value: string): string {
     }
   }
   return value;
+}
+
+/** The last address of X-Forwarded-For (the hop the calling proxy added), if it is one. */
+function lastForwardedFor(v: string | string[] | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const s = Array.isArray(v) ? v[v.length - 1]! : v;
+  const last = s.slice(s.lastIndexOf(',') + 1).trim();
+  return isIP(last) !== 0 ? last : undefined;
 }
 
 function hostCount(raw: readonly string[]): number {

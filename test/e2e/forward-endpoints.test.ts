@@ -206,13 +206,38 @@ describe('refusals', () => {
     }
   });
 
-  test('identity headers sent by the client, in any spelling, are refused', async () => {
-    for (const name of ['X-authentik-username', 'x_authentik_username', 'X-Authentik_Groups', 'x-authentik-meta-foo']) {
+  test("a client's own X-authentik-* header is answered as usual (real identity, or none on an allowlisted path); only '_' spellings are refused", async () => {
+    for (const name of ['X-authentik-username', 'x-AUTHENTIK-username', 'x-authentik-meta-foo']) {
+      for (const kind of KINDS) {
+        const signedIn = await check(kind, { host: appHost(), target: '/private' }, { cookie: cookieOf(), [name]: 'mallory' });
+        assert.equal(signedIn.status, 200, `${kind} ${name}`);
+        assert.equal(signedIn.headers['x-authentik-username'], 'alice', `${kind} ${name}: the real identity`);
+        const anonymous = await check(kind, { host: appHost(), target: '/public/x' }, { [name]: 'mallory' });
+        assert.equal(anonymous.status, 200, `${kind} ${name} on an allowlisted path`);
+        assert.deepEqual(Object.keys(anonymous.headers).filter((h) => h.startsWith('x-authentik-')), [], `${kind}: no identity on the answer`);
+      }
+    }
+    for (const name of ['x_authentik_username', 'X-Authentik_Groups', 'X_authentik-meta-app']) {
       for (const kind of KINDS) {
         const res = await check(kind, { host: appHost(), target: '/public/x' }, { cookie: cookieOf(), [name]: 'mallory' });
         assert.equal(res.status, 403, `${kind} ${name}`);
         assert.match(res.body, /X-authentik/i);
       }
+    }
+  });
+
+  test('Envoy answers name every identity header they do not set in x-envoy-auth-headers-to-remove', async () => {
+    const anonymous = await check('envoy', { host: appHost(), target: '/public/x' });
+    assert.equal(anonymous.status, 200);
+    const removed = String(anonymous.headers['x-envoy-auth-headers-to-remove']).split(', ');
+    for (const h of ['x-authentik-username', 'x-authentik-groups', 'x-authentik-jwt', 'x-authentik-meta-version']) assert.ok(removed.includes(h), h);
+    const signedIn = await check('envoy', { host: appHost(), target: '/private' }, { cookie: cookieOf() });
+    assert.equal(signedIn.headers['x-authentik-username'], 'alice');
+    const rest = String(signedIn.headers['x-envoy-auth-headers-to-remove'] ?? '').split(', ').filter(Boolean);
+    for (const h of rest) assert.equal(signedIn.headers[h], undefined, `${h} is both set and removed`);
+    assert.equal(rest.includes('x-authentik-username'), false);
+    for (const kind of ['nginx', 'traefik', 'caddy'] as const) {
+      assert.equal((await check(kind, { host: appHost(), target: '/public/x' })).headers['x-envoy-auth-headers-to-remove'], undefined, kind);
     }
   });
 

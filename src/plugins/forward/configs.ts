@@ -73,6 +73,20 @@ export function publicUrl(s: ForwardAuthSetup, host: string, path = '/'): string
 
 const nginxVar = (h: string) => h.toLowerCase().replace(/^x-/, '').replace(/-/g, '_');
 
+/**
+ * The forwarded headers, set by nginx itself on every request it passes on: a client's own
+ * X-Forwarded-For (or X-Real-IP, Forwarded) would otherwise reach Portcullis's auth check and the
+ * application as it was sent, and a client-IP rule would believe it. nginx is the edge here: behind
+ * a load balancer, let the realip module set $remote_addr.
+ */
+const NGINX_FORWARDED = [
+  'proxy_set_header X-Forwarded-For $remote_addr;',
+  'proxy_set_header X-Forwarded-Proto $scheme;',
+  'proxy_set_header X-Forwarded-Host $http_host;',
+  'proxy_set_header X-Real-IP $remote_addr;',
+  'proxy_set_header Forwarded "";',
+];
+
 /** `server { … }` blocks for nginx's `http` context. */
 export function nginxConfig(s: ForwardAuthSetup): string {
   check(s);
@@ -106,23 +120,21 @@ export function nginxConfig(s: ForwardAuthSetup): string {
   lines.push('');
   lines.push("        # Identity headers from Portcullis's answer to the application. proxy_set_header");
   lines.push("        # replaces a client's own copy of each; on unauthenticated paths they are empty and");
-  lines.push('        # nginx sends none. Portcullis refuses (403) any request that carries X-authentik-*');
-  lines.push('        # headers of its own, in any spelling, so underscore variants never get through either.');
+  lines.push('        # nginx sends none. Portcullis refuses (403) a request carrying an X-authentik-*');
+  lines.push('        # header spelled with "_", which proxy_set_header could not replace.');
   for (const h of IDENTITY_HEADERS) lines.push(`        auth_request_set $${nginxVar(h)} $upstream_http_${h.toLowerCase().replace(/-/g, '_')};`);
   for (const h of IDENTITY_HEADERS) lines.push(`        proxy_set_header ${h} $${nginxVar(h)};`);
   lines.push('');
   lines.push(`        proxy_pass ${upstream};`);
   lines.push('        proxy_set_header Host $http_host;');
-  lines.push('        proxy_set_header X-Forwarded-Proto $scheme;');
-  lines.push('        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;');
+  for (const l of NGINX_FORWARDED) lines.push(`        ${l}`);
   lines.push('    }');
   lines.push('');
   lines.push("    # Portcullis's login endpoints: start, callback, sign_out.");
   lines.push(`    location ${OUTPOST_PREFIX}/ {`);
   lines.push(`        proxy_pass ${outpost};`);
   lines.push('        proxy_set_header Host $http_host;');
-  lines.push('        proxy_set_header X-Forwarded-Proto $scheme;');
-  lines.push('        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;');
+  for (const l of NGINX_FORWARDED) lines.push(`        ${l}`);
   lines.push('    }');
   lines.push('');
   lines.push('    # The check itself, reachable only by auth_request (internal).');
@@ -134,6 +146,8 @@ export function nginxConfig(s: ForwardAuthSetup): string {
   lines.push('        proxy_set_header Host $http_host;');
   lines.push('        proxy_set_header X-Original-URL $scheme://$http_host$request_uri;');
   lines.push('        proxy_set_header X-Original-Method $request_method;');
+  lines.push("        # The client's address as nginx saw it, never the client's own X-Forwarded-For.");
+  for (const l of NGINX_FORWARDED) lines.push(`        ${l}`);
   lines.push('    }');
   lines.push('');
   lines.push('    location @portcullis_signin {');
@@ -152,8 +166,7 @@ export function nginxConfig(s: ForwardAuthSetup): string {
     lines.push('    location / {');
     lines.push(`        proxy_pass ${outpost};`);
     lines.push('        proxy_set_header Host $http_host;');
-    lines.push('        proxy_set_header X-Forwarded-Proto $scheme;');
-    lines.push('        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;');
+    for (const l of NGINX_FORWARDED) lines.push(`        ${l}`);
     lines.push('    }');
     lines.push('}');
   }
@@ -181,15 +194,24 @@ export function caddyConfig(s: ForwardAuthSetup): string {
   lines.push("\t\t# Portcullis's login endpoints: start, callback, sign_out.");
   lines.push(`\t\treverse_proxy ${OUTPOST_PREFIX}/* ${outpost}`);
   lines.push('');
-  lines.push('\t\t# Ask Portcullis; a 2xx lets the request on with the identity headers copied,');
+  lines.push("\t\t# A client's own identity headers never reach the application. Removed first: depending");
+  lines.push("\t\t# on the Caddy version, copy_headers leaves a client's copy in place when the answer lacks");
+  lines.push('\t\t# the header (every one on an unauthenticated path). Caddy reads header names in canonical');
+  lines.push('\t\t# form (X-Authentik-Username) whatever the client sent; Portcullis refuses (403) the "_"');
+  lines.push('\t\t# spellings, which this would not match.');
+  lines.push('\t\trequest_header -X-Authentik-*');
+  lines.push('');
+  lines.push('\t\t# Ask Portcullis (Caddy sets X-Forwarded-For/-Proto/-Host itself, ignoring a client\'s');
+  lines.push("\t\t# copies unless the client is in Caddy's own trusted_proxies); a 2xx lets the request");
+  lines.push('\t\t# on with the identity headers copied,');
   lines.push('\t\t# anything else (302 to the login, 403) is sent to the browser as it is.');
   lines.push(`\t\tforward_auth ${outpost} {`);
   lines.push(`\t\t\turi ${AUTH_PATHS.caddy}`);
   lines.push(`\t\t\tcopy_headers ${IDENTITY_HEADERS.join(' ')}`);
   lines.push('\t\t}');
   lines.push('\t\t# On an unauthenticated path the answer has no identity headers, and Caddy 2.6 then');
-  lines.push('\t\t# sets each copied header to its literal placeholder text; later versions leave it');
-  lines.push('\t\t# empty. Either way: no username, no identity headers at all.');
+  lines.push('\t\t# sets each copied header to its literal placeholder text. No username: no identity');
+  lines.push('\t\t# headers at all.');
   lines.push('\t\t@anonymous header_regexp X-Authentik-Username ^(|\\{http\\.reverse_proxy\\.header\\.[A-Za-z-]+\\})$');
   lines.push('\t\trequest_header @anonymous -X-Authentik-*');
   lines.push('');
@@ -230,9 +252,11 @@ export function traefikFileConfig(s: ForwardAuthSetup): string {
     '    portcullis:',
     '      forwardAuth:',
     `        address: ${s.outpost.replace(/\/+$/, '')}${AUTH_PATHS.traefik}`,
-    '        # Traefik sets X-Forwarded-Proto/-Host/-Uri/-Method itself; keep trustForwardHeader off',
-    '        # unless the entry point already cleans X-Forwarded-* (forwardedHeaders.trustedIPs).',
+    '        # Traefik sets X-Forwarded-For/-Proto/-Host/-Uri/-Method itself; keep trustForwardHeader',
+    '        # off unless the entry point already cleans X-Forwarded-* (forwardedHeaders.trustedIPs).',
     '        trustForwardHeader: false',
+    "        # Each listed header is removed from the client's request, then copied from the answer",
+    '        # when it has one: a client\'s own copy never reaches the application.',
     '        authResponseHeaders:',
     ...IDENTITY_HEADERS.map((h) => `          - ${h}`),
     '  routers:',
@@ -346,7 +370,9 @@ export function envoyConfig(s: ForwardAuthSetup): string {
     '              typed_config:',
     '                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
     '                stat_prefix: ingress',
+    '                # The client address is the peer\'s; Envoy appends it to X-Forwarded-For.',
     '                use_remote_address: true',
+    '                xff_num_trusted_hops: 0',
     '                # Refuse header names with "_": some applications fold them into "-".',
     '                common_http_protocol_options: { headers_with_underscores_action: REJECT_REQUEST }',
     '                # The application must receive the path Portcullis decided on.',
@@ -388,10 +414,13 @@ export function envoyConfig(s: ForwardAuthSetup): string {
     `                        server_uri: { uri: "${s.outpost.replace(/\/+$/, '')}", cluster: portcullis, timeout: 5s }`,
     `                        path_prefix: ${AUTH_PATHS.envoy}`,
     '                        authorization_request:',
-    '                          # Besides Host, method and path: the session cookie, the scheme, and any',
-    '                          # X-authentik-* header a client sent (Portcullis refuses such requests).',
+    '                          # Besides Host, method and path: the session cookie, the scheme, and',
+    '                          # X-Forwarded-For, whose last address Envoy itself appended.',
     '                          allowed_headers:',
-    '                            patterns: [{ exact: cookie }, { exact: x-forwarded-proto }, { prefix: x-authentik- }]',
+    '                            patterns: [{ exact: cookie }, { exact: x-forwarded-proto }, { exact: x-forwarded-for }]',
+    '                        # The identity headers of the answer replace the client\'s; every identity header',
+    '                        # the answer lacks is named in its x-envoy-auth-headers-to-remove, which Envoy',
+    '                        # removes from the request: a client\'s own copy never reaches the application.',
     '                        authorization_response:',
     '                          allowed_upstream_headers:',
     `                            patterns: [${IDENTITY_HEADERS.map((h) => `{ exact: ${h.toLowerCase()} }`).join(', ')}]`,

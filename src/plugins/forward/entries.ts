@@ -14,10 +14,12 @@
 //  - a caller whose forwarded headers are not believed (403, names `trusted_proxies`);
 //  - a missing or unparsable forwarding header (400, names the header) — never a 2xx;
 //  - a forwarded path with dot segments (400): the proxy passes the raw path upstream;
-//  - a request that carries X-authentik-* headers of its own, in any spelling (`X_authentik_x`
-//    included): 403. Browsers never send them; a reverse proxy that copies the answer's identity
-//    headers might let a client's copy through (e.g. on an unauthenticated path, where the answer
-//    has none), so such a request is never let through.
+//  - a request that carries an X-authentik-* header spelled with `_` (`X_authentik_username`):
+//    403. nginx with `underscores_in_headers on` passes such a header to the application and
+//    cannot replace it (proxy_set_header matches the exact spelling), and CGI-style servers read it
+//    as the identity header. A client's X-authentik-* header in the ordinary spelling is answered
+//    as usual (as authentik does): the generated configurations replace or remove every identity
+//    header on the request they pass on, whatever the answer.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Respond } from '../../pipeline/contract.js';
 import { rawTargetOf, type EntryResolver, type OriginalRequest, type PeerView, type RawRequestView } from '../../pipeline/context.js';
@@ -204,12 +206,12 @@ function common(req: RawRequestView, view: PeerView, entry: string): Respond | u
       code: 'forward.untrusted_proxy',
     });
   }
-  const spoofed = identityHeaderIn(req.headers);
+  const spoofed = underscoreIdentityHeaderIn(req.headers);
   if (spoofed !== undefined) {
     return page({
       status: 403,
       title: 'Identity header in request',
-      message: `The request carries the header "${spoofed}": X-authentik-* headers are set by Portcullis only, never by the client, so the request is refused.`,
+      message: `The request carries the header "${spoofed}": an X-authentik-* header spelled with "_" could reach the application past the reverse proxy, so the request is refused.`,
       requestId: view.requestId,
       wantsJson: view.wantsJson,
       code: 'forward.identity_header_in_request',
@@ -218,11 +220,11 @@ function common(req: RawRequestView, view: PeerView, entry: string): Respond | u
   return undefined;
 }
 
-/** The first client header that is an X-authentik-* header in any case, with `_` for `-`. */
-export function identityHeaderIn(headers: IncomingHttpHeaders): string | undefined {
+/** The first client header that is an X-authentik-* header in any case with `_` for a `-` somewhere. */
+export function underscoreIdentityHeaderIn(headers: IncomingHttpHeaders): string | undefined {
   for (const name in headers) {
     const c = name.charCodeAt(0);
-    if ((c === 120 /* x */ || c === 88) && name.length > 12) {
+    if ((c === 120 /* x */ || c === 88) && name.length > 12 && name.indexOf('_') !== -1) {
       const norm = name.slice(0, 12).toLowerCase().replace(/_/g, '-');
       if (norm === 'x-authentik-') return name;
     }

@@ -3,7 +3,24 @@
 // 200 without them (allowlisted). Anonymous requests on protected paths never get here — the
 // allowlist stage has already challenged them (401 for nginx, 302 to start for the others).
 // Proxy entries pass through untouched.
+//
+// Envoy copies only the headers an answer carries (allowed_upstream_headers): a client's copy of an
+// identity header the answer lacks — every one on an allowlisted path — would reach the
+// application. Envoy answers therefore list every other identity and additional-header name in
+// `x-envoy-auth-headers-to-remove`, which Envoy removes from the request it passes on.
 import { CONTINUE, type HeaderMap, type RequestContext, type Respond, type Stage, type StageOutcome } from '../../pipeline/contract.js';
+import type { ProviderRegistry } from '../../config/provider.js';
+import type { SessionStore } from '../../sessions/store.js';
+import { IDENTITY_HEADERS } from './configs.js';
+
+const ENVOY_REMOVE = 'x-envoy-auth-headers-to-remove';
+const IDENTITY_NAMES = IDENTITY_HEADERS.map((h) => h.toLowerCase());
+
+interface EnvoyAnswer {
+  /** The size of the seen-names set the answer was built with (names only grow). */
+  readonly seen: number;
+  readonly answer: Respond;
+}
 
 export class ForwardStage implements Stage {
   readonly name = 'forward';
@@ -15,9 +32,21 @@ export class ForwardStage implements Stage {
    * and a per-request copy would cost a ~25-key object per decision.
    */
   private readonly answers = new WeakMap<HeaderMap, Respond>();
+  private readonly envoyAnswers = new WeakMap<HeaderMap, EnvoyAnswer>();
+  private envoyAnonymous: EnvoyAnswer | null = null;
+  /** additional_header_names of every provider. */
+  private readonly declaredNames: readonly string[];
+  /** Names seen at logins (the store's live set). */
+  private readonly seenNames: ReadonlySet<string>;
+
+  constructor(providers?: ProviderRegistry, store?: SessionStore) {
+    this.declaredNames = [...new Set(providers?.all.flatMap((p) => [...p.additionalHeaderNames]) ?? [])];
+    this.seenNames = store?.headerNames() ?? new Set();
+  }
 
   run(ctx: RequestContext): StageOutcome {
     if (ctx.entry === 'proxy') return CONTINUE;
+    if (ctx.entry === 'envoy') return this.envoy(ctx);
     if (ctx.session !== null && ctx.identityHeaders !== null) {
       let answer = this.answers.get(ctx.identityHeaders);
       if (answer === undefined) {
@@ -30,7 +59,39 @@ export class ForwardStage implements Stage {
       return answer;
     }
     if (ctx.allowlisted) return this.allowAnonymous;
-    // Fail closed: neither a session nor an unauthenticated path (a stage was removed from the chain?).
-    return { kind: 'respond', status: 401, headers: { 'cache-control': 'no-store' }, body: 'unauthorized request' };
+    return unauthorized();
   }
+
+  private envoy(ctx: RequestContext): Respond {
+    const seen = this.seenNames.size;
+    if (ctx.session !== null && ctx.identityHeaders !== null) {
+      const identity = ctx.identityHeaders;
+      const cached = this.envoyAnswers.get(identity);
+      if (cached !== undefined && cached.seen === seen) return cached.answer;
+      const headers: Record<string, string> = { 'cache-control': 'no-store' };
+      for (const name in identity) if (name.indexOf('_') === -1) headers[name] = identity[name]!;
+      const remove = this.namesToRemove(headers);
+      if (remove !== '') headers[ENVOY_REMOVE] = remove;
+      const answer = Object.freeze({ kind: 'respond' as const, status: 200, headers: Object.freeze(headers), body: '' });
+      this.envoyAnswers.set(identity, { seen, answer });
+      return answer;
+    }
+    if (!ctx.allowlisted) return unauthorized();
+    if (this.envoyAnonymous === null || this.envoyAnonymous.seen !== seen) {
+      const headers = { 'cache-control': 'no-store', [ENVOY_REMOVE]: this.namesToRemove({}) };
+      this.envoyAnonymous = { seen, answer: Object.freeze({ kind: 'respond' as const, status: 200, headers: Object.freeze(headers), body: '' }) };
+    }
+    return this.envoyAnonymous.answer;
+  }
+
+  /** Every identity and additional-header name the answer does not set itself. */
+  private namesToRemove(present: Record<string, string>): string {
+    const names = new Set([...IDENTITY_NAMES, ...this.declaredNames, ...this.seenNames]);
+    return [...names].filter((n) => !(n in present)).join(', ');
+  }
+}
+
+/** Fail closed: neither a session nor an unauthenticated path (a stage was removed from the chain?). */
+function unauthorized(): Respond {
+  return { kind: 'respond', status: 401, headers: { 'cache-control': 'no-store' }, body: 'unauthorized request' };
 }

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
-import { forwardEntries, identityHeaderIn, splitAbsoluteUrl } from '../../../src/plugins/forward/entries.js';
+import { forwardEntries, underscoreIdentityHeaderIn, splitAbsoluteUrl } from '../../../src/plugins/forward/entries.js';
 import { rewriteRequestUrl } from '../../../src/pipeline/context.js';
 import type { PeerView } from '../../../src/pipeline/context.js';
 
@@ -55,9 +55,16 @@ test('every endpoint: untrusted → 403 naming trusted_proxies, before anything 
   }
 });
 
-test('identity headers in any spelling are found', () => {
-  for (const name of ['x-authentik-username', 'x_authentik_username', 'x-authentik_uid', 'x_authentik-meta-app']) assert.equal(identityHeaderIn({ [name]: 'v' }), name);
-  for (const name of ['x-authentik', 'x-authentikfoo', 'authorization', 'x-forwarded-host']) assert.equal(identityHeaderIn({ [name]: 'v' }), undefined);
+test('identity headers spelled with "_" are found; the ordinary spelling is not refused', () => {
+  for (const name of ['x_authentik_username', 'x-authentik_uid', 'x_authentik-meta-app', 'x-authentik-meta_app']) assert.equal(underscoreIdentityHeaderIn({ [name]: 'v' }), name);
+  for (const name of ['x-authentik-username', 'x-authentik', 'x-authentikfoo', 'authorization', 'x-forwarded-host', 'x_other_header']) assert.equal(underscoreIdentityHeaderIn({ [name]: 'v' }), undefined);
+  for (const e of forwardEntries) {
+    const [path, headers] = e.entry === 'nginx' ? [e.path, { 'x-original-url': 'https://h.example/p' }] : e.entry === 'envoy' ? [e.path + '/p', { host: 'h.example' }] : [e.path, { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'h.example', 'x-forwarded-uri': '/p', 'x-forwarded-method': 'GET' }];
+    const ok = e.extract(req(path, { ...headers, 'x-authentik-username': 'mallory' }), view(), path);
+    assert.ok(!('kind' in ok), `${e.entry}: a client's X-authentik-username is answered as usual`);
+    const refused = e.extract(req(path, { ...headers, x_authentik_username: 'mallory' }), view(), path);
+    assert.ok('kind' in refused && refused.status === 403, `${e.entry}: the underscore spelling is refused`);
+  }
 });
 
 test('X-Original-URL is split in linear time: a 5.5 KB host and a path ending in "#" is refused at once (issue 8 item 3)', () => {
