@@ -150,6 +150,7 @@ function applyOutpostDefaults(): unknown {
 
 /** Checks the schema cannot express: cross-field rules, regexes, CIDRs, unique hosts. */
 function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[], code: string, msg: string) => void): void {
+  redisStoreChecks(config, report);
   config.outpost.trusted_proxies.forEach((cidr, i) => {
     if (!isValidCidr(cidr)) report(['outpost', 'trusted_proxies', i], 'config.invalid_cidr', `"${cidr}" is not an IP address or CIDR`);
   });
@@ -331,4 +332,23 @@ function dedupeErrors(errors: ErrorObject[]): ErrorObject[] {
   return out;
 }
 
-
+/** A Redis store names exactly one deployment; credentials go where that deployment takes them. */
+function redisStoreChecks(config: PortcullisConfig, report: (p: (string | number)[], code: string, msg: string) => void): void {
+  const store = config.outpost.session_store;
+  if (store.type !== 'redis') return;
+  const at = ['outpost', 'session_store'];
+  const given = (['url', 'sentinel', 'cluster'] as const).filter((k) => store[k] !== undefined);
+  if (given.length !== 1) {
+    report(at, given.length === 0 ? 'config.missing_field' : 'config.conflicting_fields', `give exactly one of url, sentinel or cluster${given.length > 1 ? ` (found ${given.join(' and ')})` : ''}`);
+    return;
+  }
+  if (store.url !== undefined) {
+    for (const k of ['username', 'password', 'tls', 'db'] as const) {
+      if (store[k] !== undefined) report([...at, k], 'config.conflicting_fields', `${k} is part of the url (redis://user:password@host:port/db, rediss:// for TLS)`);
+    }
+  }
+  if (store.cluster !== undefined) {
+    if (store.db !== undefined) report([...at, 'db'], 'config.invalid_value', 'a Redis Cluster has only database 0');
+    if ((store.wait_replicas ?? 0) > 0) report([...at, 'wait_replicas'], 'config.invalid_value', 'wait_replicas is not available with a Redis Cluster');
+  }
+}

@@ -101,14 +101,41 @@ const EmbeddedStore = Type.Object(
   { additionalProperties: false },
 );
 
+const RedisNode = Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s/\\[\\]]+):\\d{1,5}$', description: 'host:port' });
+
 const RedisStore = Type.Object(
   {
     type: Type.Literal('redis'),
-    url: Type.String({
-      pattern: '^rediss?://[^\\s]+$',
-      description: 'redis://[user:password@]host[:port][/db], or rediss:// for TLS; may use ${ENV} / ${file:…} for the password.',
-    }),
+    url: Type.Optional(
+      Type.String({
+        pattern: '^rediss?://[^\\s]+$',
+        description: 'One Redis: redis://[user:password@]host[:port][/db], or rediss:// for TLS; may use ${ENV} / ${file:…} for the password.',
+      }),
+    ),
+    sentinel: Type.Optional(
+      Type.Object(
+        {
+          master_name: Type.String({ minLength: 1, description: 'The name the sentinels monitor the master under.' }),
+          nodes: Type.Array(RedisNode, { minItems: 1, description: 'host:port of the sentinels.' }),
+          username: Type.Optional(Type.String({ minLength: 1, description: "The sentinels' ACL user." })),
+          password: Type.Optional(Type.String({ minLength: 1, description: "The sentinels' password." })),
+          tls: Type.Boolean({ default: false, description: 'TLS to the sentinels.' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    cluster: Type.Optional(
+      Type.Object({ nodes: Type.Array(RedisNode, { minItems: 1, description: 'host:port of some cluster nodes (the rest are discovered).' }) }, { additionalProperties: false }),
+    ),
+    username: Type.Optional(Type.String({ minLength: 1, description: "With sentinel or cluster: the data nodes' ACL user (with url: in the URL)." })),
+    password: Type.Optional(Type.String({ minLength: 1, description: "With sentinel or cluster: the data nodes' password (with url: in the URL)." })),
+    tls: Type.Optional(Type.Boolean({ description: 'With sentinel or cluster: TLS to the data nodes (with url: rediss://).' })),
+    db: Type.Optional(Type.Integer({ minimum: 0, description: 'With sentinel: the database number (with url: in the URL).' })),
     key_prefix: Type.String({ default: 'portcullis:', description: 'Prefix of every key Portcullis writes.' }),
+    max_sessions_per_user: MaxSessionsPerUser,
+    wait_replicas: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Replicas that must acknowledge a login or sign-out before it is answered (WAIT). Default 1 with sentinel, else 0.' }),
+    ),
   },
   { additionalProperties: false },
 );

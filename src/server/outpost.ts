@@ -184,7 +184,26 @@ export class Outpost {
       opts.store ??
       (opts.checkOnly ? new EmbeddedSessionStore({ path: null, keys: new Map(), log: logger }) : undefined) ??
       (storeConfig.type === 'redis'
-        ? new RedisSessionStore({ url: storeConfig.url, keyPrefix: storeConfig.key_prefix, keys: storeKeys, log: logger.child({ component: 'sessions' }) })
+        ? new RedisSessionStore({
+            url: storeConfig.url,
+            sentinel: storeConfig.sentinel && {
+              masterName: storeConfig.sentinel.master_name,
+              nodes: storeConfig.sentinel.nodes,
+              username: storeConfig.sentinel.username,
+              password: storeConfig.sentinel.password,
+              tls: storeConfig.sentinel.tls,
+            },
+            cluster: storeConfig.cluster,
+            username: storeConfig.username,
+            password: storeConfig.password,
+            tls: storeConfig.tls,
+            db: storeConfig.db,
+            waitReplicas: storeConfig.wait_replicas,
+            maxSessionsPerUser: storeConfig.max_sessions_per_user,
+            keyPrefix: storeConfig.key_prefix,
+            keys: storeKeys,
+            log: logger.child({ component: 'sessions' }),
+          })
         : new EmbeddedSessionStore({
             path: resolve(config.baseDir, storeConfig.path),
             maxSessionsPerUser: storeConfig.max_sessions_per_user,

@@ -61,6 +61,8 @@ export interface EmbeddedStoreOptions {
   busyTimeoutMs?: number;
   /** How often the additionalHeaders names other processes recorded are re-read (default HEADER_NAMES_REFRESH_MS). */
   headerNamesRefreshMs?: number;
+  /** Decrypted records kept (default 10 000; 0: none — benchmarks of the uncached path). */
+  recordCacheSize?: number;
   /** Tests only: limits the writer's database size in pages, to simulate a full disk. */
   maxPageCount?: number;
 }
@@ -71,6 +73,8 @@ const RECORD_CACHE_LIMIT = 10_000;
 interface CachedRecord {
   seq: number;
   record: SessionRecord;
+  /** The key it was decrypted with: a reload that changes the provider's key drops it. */
+  key: Buffer;
 }
 
 /** Where the database and the journal to migrate are, for a configured path. */
@@ -175,7 +179,7 @@ export class EmbeddedSessionStore implements SessionStore {
     const [seq, expiresAt] = version as [number, number];
     if (expiresAt <= Date.now()) return undefined;
     const hit = this.cache.get(id);
-    if (hit !== undefined && hit.seq === seq) return hit.record;
+    if (hit !== undefined && hit.seq === seq && this.keyOf(hit.record.provider) === hit.key) return hit.record;
     return this.load(id);
   }
 
@@ -262,10 +266,12 @@ export class EmbeddedSessionStore implements SessionStore {
       return undefined; // key changed (cookie_secret rotated) or corrupted: no session
     }
     if (record === undefined) return undefined;
+    const limit = this.opts.recordCacheSize ?? RECORD_CACHE_LIMIT;
     // Another process's login: its names are stripped here from now on, not only after the next refresh.
     for (const [n] of record.proxy?.additionalHeaders ?? []) if (!this.names.has(n)) this.names.add(n);
-    if (this.cache.size >= RECORD_CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(id, { seq, record });
+    if (limit <= 0) return record;
+    if (this.cache.size >= limit) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(id, { seq, record, key });
     return record;
   }
 

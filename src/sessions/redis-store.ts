@@ -1,35 +1,70 @@
 // The shared session store: sessions in Redis, so that several outpost replicas share logins and
-// a restart loses nothing.
+// a restart loses nothing. One Redis (redis:// or rediss://), a Sentinel-managed master/replica
+// set (failover), or a Redis Cluster.
 //
 // Keys, under a configurable prefix (default `portcullis:`):
-//   <prefix>session:<id>           → `{"p":provider,"u":sha256(userKey),"d":sealed record}`, PX = time
-//                                    left until expiresAt. `d` is sealed exactly like the embedded
-//                                    journal (AES-256-GCM, the provider's key, the id as AAD), so a
-//                                    copy of the database reveals no claims or tokens.
-//   <prefix>user:<sha256(userKey)> → SET of the user's session ids; its expiry is extended to the
-//                                    longest session, so sign-out always finds every live session.
-//   <prefix>header-names           → SET of the additionalHeaders names seen at any login (lower
-//                                    case, no expiry): every replica strips them from requests. Each
-//                                    replica re-reads it every HEADER_NAMES_REFRESH_MS and learns a
-//                                    name at once from a session it loads.
+//   <prefix>session:<id>                    → `{"p":provider,"u":sha256(userKey),"d":sealed record}`,
+//                                             PX = time left until expiresAt. `d` is sealed exactly like
+//                                             an embedded row (AES-256-GCM, the provider's key, the id as
+//                                             AAD), so a copy of the database reveals no claims or tokens.
+//   <prefix>user-sessions:<sha256(userKey)> → ZSET of the user's session ids scored by creation time
+//                                             (the cap ends the lowest); its expiry is extended to the
+//                                             longest session, so sign-out always finds every live one.
+//   <prefix>user:<sha256(userKey)>          → the SET older versions kept instead: still read (and
+//                                             emptied) by sign-out, so their sessions end too.
+//   <prefix>header-names                    → SET of the additionalHeaders names seen at any login (lower
+//                                             case, no expiry): every replica strips them from requests.
+//                                             Each replica re-reads it every HEADER_NAMES_REFRESH_MS and
+//                                             learns a name at once from a session it loads.
+// Every command names one key (or keys of one hash slot), so the same code runs on a Cluster. A
+// sign-out deletes the sessions first and their index entries after, so a failure half way
+// leaves them findable by the next sign-out; it answers success only when every deletion was
+// acknowledged (and, with wait_replicas, replicated).
 //
 // A Redis outage makes store calls reject quickly (small retry budget, command timeout); the auth
 // stage treats a rejection as "no session, store unavailable": allowlisted paths are served
 // anonymously, everything else answers 503 — a request is never let through without its session.
 // Requires Redis 7.0 or later (PEXPIRE … NX / GT).
-import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { HEADER_NAMES_REFRESH_MS, SessionStoreError, type SessionRecord, type SessionStore } from './store.js';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { DEFAULT_MAX_SESSIONS_PER_USER, HEADER_NAMES_REFRESH_MS, SessionStoreError, userHashOf, type SessionRecord, type SessionStore } from './store.js';
 import { sealRecord, unsealRecord } from './sealed.js';
 import type { Logger } from '../pipeline/logger.js';
 
 export const DEFAULT_KEY_PREFIX = 'portcullis:';
 
+export interface RedisSentinelOptions {
+  /** The master's name in the sentinels' configuration (`sentinel monitor <name> …`). */
+  masterName: string;
+  /** `host:port` of each sentinel (at least one; list them all). */
+  nodes: string[];
+  /** The sentinels' own ACL user and password, when they require one. */
+  username?: string;
+  password?: string;
+  /** TLS to the sentinels. */
+  tls?: boolean;
+}
+
 export interface RedisStoreOptions {
-  /** `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS). */
-  url: string;
+  /** One Redis: `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS). */
+  url?: string;
+  /** A master found through Redis Sentinel (instead of url). */
+  sentinel?: RedisSentinelOptions;
+  /** A Redis Cluster, by `host:port` of some of its nodes (instead of url). */
+  cluster?: { nodes: string[] };
+  /** With sentinel / cluster: the data nodes' ACL user, password, TLS and (sentinel) database. */
+  username?: string;
+  password?: string;
+  tls?: boolean;
+  db?: number;
   /** Prefix of every key (default `portcullis:`). */
   keyPrefix?: string;
+  /** Live sessions kept per user; beyond it the oldest is ended (0: no cap). */
+  maxSessionsPerUser?: number;
+  /**
+   * Replicas that must acknowledge a login or sign-out (WAIT) before it is answered, so that a
+   * failover cannot lose it (default: 1 with sentinel, else 0; not available with cluster).
+   */
+  waitReplicas?: number;
   /** Encryption key of each provider, by provider name. */
   keys: ReadonlyMap<string, Buffer>;
   log: Logger;
@@ -39,6 +74,8 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
   /** How often the header-names set is re-read (default HEADER_NAMES_REFRESH_MS). */
   headerNamesRefreshMs?: number;
+  /** Decrypted records kept (default 10 000; 0: none — benchmarks of the uncached path). */
+  recordCacheSize?: number;
 }
 
 interface StoredValue {
@@ -64,9 +101,22 @@ export function redactRedisUrl(url: string): string {
   }
 }
 
-function userHash(userKey: string): string {
-  return createHash('sha256').update(userKey).digest('hex');
+/** `host:port` (or `[v6]:port`) → ioredis's node form. */
+function hostPort(node: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(node);
+  if (!m) throw new Error(`not host:port: ${node}`);
+  return { host: m[1]!, port: Number(m[2]) };
 }
+
+/** Where the store is, for logs and errors (never a password). */
+export function describeRedis(opts: Pick<RedisStoreOptions, 'url' | 'sentinel' | 'cluster'>): string {
+  if (opts.sentinel) return `sentinel ${opts.sentinel.masterName} via ${opts.sentinel.nodes.join(',')}`;
+  if (opts.cluster) return `cluster ${opts.cluster.nodes.join(',')}`;
+  return redactRedisUrl(opts.url ?? '');
+}
+
+/** Decrypted records kept per process; beyond it the oldest entry goes. */
+const RECORD_CACHE_LIMIT = 10_000;
 
 /** Escapes glob characters for SCAN MATCH. */
 function globEscape(s: string): string {
@@ -74,19 +124,28 @@ function globEscape(s: string): string {
 }
 
 export class RedisSessionStore implements SessionStore {
-  private readonly client: Redis;
+  private readonly client: Redis | Cluster;
   private readonly prefix: string;
   private readonly where: string;
+  private readonly cap: number;
+  private readonly waitReplicas: number;
   /** 'down' while Redis is unreachable after open() (one log line per outage and recovery). */
   private state: 'opening' | 'up' | 'down' = 'opening';
   private lastError = '';
   private readonly names = new Set<string>();
   private namesTimer: NodeJS.Timeout | null = null;
+  /** The record decrypted from a stored value, while that value is what Redis returns. */
+  private readonly cache = new Map<string, { raw: string; record: SessionRecord; key: Buffer }>();
 
   constructor(private readonly opts: RedisStoreOptions) {
+    const modes = [opts.url, opts.sentinel, opts.cluster].filter((x) => x !== undefined).length;
+    if (modes !== 1) throw new Error('session store: give exactly one of url, sentinel or cluster');
     this.prefix = opts.keyPrefix ?? DEFAULT_KEY_PREFIX;
-    this.where = redactRedisUrl(opts.url);
-    this.client = new Redis(opts.url, {
+    this.where = describeRedis(opts);
+    this.cap = opts.maxSessionsPerUser ?? DEFAULT_MAX_SESSIONS_PER_USER;
+    this.waitReplicas = opts.waitReplicas ?? (opts.sentinel ? 1 : 0);
+    if (opts.cluster && this.waitReplicas > 0) throw new Error('session store: wait_replicas is not available with a Redis Cluster');
+    const common: RedisOptions = {
       lazyConnect: true,
       connectTimeout: opts.connectTimeoutMs ?? 5_000,
       commandTimeout: opts.commandTimeoutMs ?? 2_000,
@@ -95,7 +154,38 @@ export class RedisSessionStore implements SessionStore {
       maxRetriesPerRequest: 1,
       retryStrategy: (times) => Math.min(times * 50, 250),
       connectionName: 'portcullis',
-    });
+    };
+    const auth: RedisOptions = {
+      ...(opts.username !== undefined ? { username: opts.username } : {}),
+      ...(opts.password !== undefined ? { password: opts.password } : {}),
+      ...(opts.tls ? { tls: {} } : {}),
+    };
+    if (opts.sentinel) {
+      const s = opts.sentinel;
+      this.client = new Redis({
+        ...common,
+        ...auth,
+        db: opts.db ?? 0,
+        name: s.masterName,
+        sentinels: s.nodes.map(hostPort),
+        ...(s.username !== undefined ? { sentinelUsername: s.username } : {}),
+        ...(s.password !== undefined ? { sentinelPassword: s.password } : {}),
+        ...(s.tls ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+        // Not failoverDetector: with it, ioredis 6.0.0 ends the connection for good at the failover
+        // ("Connection is closed." ever after; seen in test/e2e/redis-failover.test.ts). Without
+        // it, the next reconnection asks the sentinels for the new master.
+        sentinelRetryStrategy: (times) => Math.min(times * 100, 1_000),
+      });
+    } else if (opts.cluster) {
+      this.client = new Cluster(opts.cluster.nodes.map(hostPort), {
+        lazyConnect: true,
+        redisOptions: { ...common, ...auth, lazyConnect: undefined },
+        clusterRetryStrategy: (times) => Math.min(times * 100, 1_000),
+        maxRedirections: 8,
+      });
+    } else {
+      this.client = new Redis(opts.url!, common);
+    }
     this.client.on('error', (err: Error) => {
       this.lastError = err.message;
       if (this.state !== 'up') return;
@@ -141,6 +231,7 @@ export class RedisSessionStore implements SessionStore {
   async close(): Promise<void> {
     if (this.namesTimer) clearInterval(this.namesTimer);
     this.namesTimer = null;
+    this.cache.clear();
     if (this.client.status === 'end') return;
     try {
       await this.client.quit();
@@ -151,7 +242,13 @@ export class RedisSessionStore implements SessionStore {
 
   async get(id: string): Promise<SessionRecord | undefined> {
     const raw = await this.call(() => this.client.get(this.sessionKey(id)));
-    if (raw === null) return undefined;
+    if (raw === null) {
+      this.cache.delete(id);
+      return undefined;
+    }
+    // The same stored value: the same record object (the stages' per-session caches hit).
+    const hit = this.cache.get(id);
+    if (hit !== undefined && hit.raw === raw && this.opts.keys.get(hit.record.provider) === hit.key) return hit.record.expiresAt > Date.now() ? hit.record : undefined;
     try {
       const value = JSON.parse(raw) as StoredValue;
       const key = this.opts.keys.get(value.p);
@@ -160,6 +257,10 @@ export class RedisSessionStore implements SessionStore {
       if (record === undefined || record.expiresAt <= Date.now()) return undefined;
       // Another replica's login: its names are stripped here from now on, not only after the next refresh.
       for (const [n] of record.proxy?.additionalHeaders ?? []) if (!this.names.has(n)) this.names.add(n);
+      const limit = this.opts.recordCacheSize ?? RECORD_CACHE_LIMIT;
+      if (limit <= 0) return record;
+      if (this.cache.size >= limit) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(id, { raw, record, key });
       return record;
     } catch {
       return undefined; // key changed (cookie_secret rotated), corrupted or foreign: no session
@@ -171,19 +272,25 @@ export class RedisSessionStore implements SessionStore {
     if (!key) throw new Error(`no session key for provider ${record.provider}`);
     const ttl = Math.ceil(record.expiresAt - Date.now());
     if (ttl <= 0) return;
-    const u = userHash(record.userKey);
+    const u = userHashOf(record.userKey);
     const value: StoredValue = { p: record.provider, u, d: sealRecord(key, record) };
-    const userKey = this.userKey(u);
+    const index = this.indexKey(u);
+    // The index first: a session that is stored is always findable by sign-out.
     await this.exec(() =>
       this.client
         .multi()
-        .set(this.sessionKey(record.id), JSON.stringify(value), 'PX', ttl)
-        .sadd(userKey, record.id)
-        // A new set has no expiry (NX sets one); an existing one only ever gets a later one (GT).
-        .pexpire(userKey, ttl, 'NX')
-        .pexpire(userKey, ttl, 'GT')
+        .zadd(index, record.createdAt, record.id)
+        // A new index has no expiry (NX sets one); an existing one only ever gets a later one (GT).
+        .pexpire(index, ttl, 'NX')
+        .pexpire(index, ttl, 'GT')
+        .zcard(index)
         .exec(),
-    );
+    ).then(async (results) => {
+      await this.call(() => this.client.set(this.sessionKey(record.id), JSON.stringify(value), 'PX', ttl));
+      const count = results[3]![1] as number;
+      if (this.cap > 0 && count > this.cap) await this.endOldest(index, count - this.cap);
+    });
+    await this.replicated();
   }
 
   async delete(id: string): Promise<void> {
@@ -195,22 +302,23 @@ export class RedisSessionStore implements SessionStore {
     } catch {
       u = undefined;
     }
-    const multi = this.client.multi().del(sessionKey);
-    if (typeof u === 'string') multi.srem(this.userKey(u), id);
-    await this.exec(() => multi.exec());
+    await this.call(() => this.client.del(sessionKey));
+    this.cache.delete(id);
+    if (typeof u === 'string') await this.call(() => Promise.all([this.client.zrem(this.indexKey(u), id), this.client.srem(this.legacyUserKey(u), id)]));
+    await this.replicated();
   }
 
   async deleteUser(userKey: string): Promise<number> {
-    const setKey = this.userKey(userHash(userKey));
-    const ids = await this.call(() => this.client.smembers(setKey));
+    const u = userHashOf(userKey);
+    const index = this.indexKey(u);
+    const legacy = this.legacyUserKey(u);
+    const [indexed, older] = await this.call(() => Promise.all([this.client.zrange(index, '0', '-1'), this.client.smembers(legacy)]));
+    const ids = [...new Set([...indexed, ...older])];
     if (ids.length === 0) return 0;
-    // SREM (not DEL) of the set: a session created meanwhile stays findable by the next sign-out.
-    const multi = this.client.multi();
-    for (const id of ids) multi.del(this.sessionKey(id));
-    multi.srem(setKey, ...ids);
-    const results = await this.exec(() => multi.exec());
-    let ended = 0;
-    for (let i = 0; i < ids.length; i++) if (results[i]?.[1] === 1) ended++;
+    const ended = await this.endSessions(ids);
+    // Index entries go after their sessions (ZREM, not DEL: a login meanwhile stays findable).
+    await this.call(() => Promise.all([indexed.length > 0 ? this.client.zrem(index, ...indexed) : 0, older.length > 0 ? this.client.srem(legacy, ...older) : 0]));
+    await this.replicated();
     return ended;
   }
 
@@ -218,6 +326,7 @@ export class RedisSessionStore implements SessionStore {
     const added = names.filter((n) => !this.names.has(n));
     if (added.length === 0) return;
     await this.call(() => this.client.sadd(this.namesKey(), ...added));
+    await this.replicated();
     for (const n of added) this.names.add(n);
   }
 
@@ -233,14 +342,44 @@ export class RedisSessionStore implements SessionStore {
 
   async size(): Promise<number> {
     const match = globEscape(this.prefix) + 'session:*';
-    let cursor = '0';
+    // A cluster's keys are spread over its masters: each is scanned.
+    const nodes: (Redis | Cluster)[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
     let n = 0;
-    do {
-      const [next, keys] = await this.call(() => this.client.scan(cursor, 'MATCH', match, 'COUNT', 1000));
-      cursor = next;
-      n += keys.length;
-    } while (cursor !== '0');
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.call(() => node.scan(cursor, 'MATCH', match, 'COUNT', 1000));
+        cursor = next;
+        n += keys.length;
+      } while (cursor !== '0');
+    }
     return n;
+  }
+
+  /** Ends the `excess` oldest sessions of one user index (the cap). */
+  private async endOldest(index: string, excess: number): Promise<void> {
+    const oldest = await this.call(() => this.client.zrange(index, '0', String(excess - 1)));
+    if (oldest.length === 0) return;
+    const ended = await this.endSessions(oldest);
+    await this.call(() => this.client.zrem(index, ...oldest));
+    this.opts.log.info({ sessions: ended, cap: this.cap }, 'session cap reached: the oldest sessions of the user were ended');
+  }
+
+  /** Deletes sessions, one key per command (they live in different slots of a cluster). */
+  private async endSessions(ids: readonly string[]): Promise<number> {
+    const results = await this.call(() => Promise.all(ids.map((id) => this.client.del(this.sessionKey(id)))));
+    for (const id of ids) this.cache.delete(id);
+    return results.reduce((a, b) => a + b, 0);
+  }
+
+  /** With wait_replicas: the writes so far are on that many replicas, or the call fails. */
+  private async replicated(): Promise<void> {
+    if (this.waitReplicas <= 0) return;
+    const timeout = Math.max(100, Math.floor((this.opts.commandTimeoutMs ?? 2_000) / 2));
+    const acked = (await this.call(() => (this.client as Redis).call('WAIT', String(this.waitReplicas), String(timeout)))) as number;
+    if (acked < this.waitReplicas) {
+      throw new SessionStoreError(`session store (Redis at ${this.where}): the change reached ${acked} of ${this.waitReplicas} replicas in ${timeout} ms`);
+    }
   }
 
   private sessionKey(id: string): string {
@@ -251,7 +390,11 @@ export class RedisSessionStore implements SessionStore {
     return `${this.prefix}header-names`;
   }
 
-  private userKey(hash: string): string {
+  private indexKey(hash: string): string {
+    return `${this.prefix}user-sessions:${hash}`;
+  }
+
+  private legacyUserKey(hash: string): string {
     return `${this.prefix}user:${hash}`;
   }
 
@@ -260,7 +403,10 @@ export class RedisSessionStore implements SessionStore {
     try {
       return await run();
     } catch (err) {
-      throw new SessionStoreError(`session store (Redis at ${this.where}): ${(err as Error).message}`);
+      if (err instanceof SessionStoreError) throw err;
+      // EXECABORT says only that a MULTI was discarded; the first queued command's error says why.
+      const cause = (err as { previousErrors?: Error[] }).previousErrors?.[0] ?? (err as Error);
+      throw new SessionStoreError(`session store (Redis at ${this.where}): ${cause.message}`);
     }
   }
 

@@ -12,6 +12,10 @@ import { startRedis, type RunningRedis } from '../support/redis.js';
 import { parseConfig, ConfigError } from '../../src/config/index.js';
 import { Outpost } from '../../src/server/outpost.js';
 import { freePort } from '../support/ports.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generate } from 'selfsigned';
 
 const log = pino({ level: 'silent' }) as unknown as Logger;
 const keys = new Map([['app', randomBytes(32)], ['other', randomBytes(32)]]);
@@ -30,14 +34,17 @@ function record(id: string, user: string, provider = 'app', ttlMs = 60_000): Ses
   };
 }
 
-const userSet = (prefix: string, user: string) => `${prefix}user:${createHash('sha256').update(`iss\u0000${user}`).digest('hex')}`;
+/** The user's session index (a ZSET scored by creation time). */
+const userSet = (prefix: string, user: string) => `${prefix}user-sessions:${createHash('sha256').update(`iss\u0000${user}`).digest('hex')}`;
+/** The SET older versions kept per user. */
+const legacySet = (prefix: string, user: string) => `${prefix}user:${createHash('sha256').update(`iss\u0000${user}`).digest('hex')}`;
 
 let redis: RunningRedis;
 let raw: Redis;
 const stores: RedisSessionStore[] = [];
 
-async function openStore(opts: { keyPrefix?: string; keys?: ReadonlyMap<string, Buffer> } = {}): Promise<RedisSessionStore> {
-  const s = new RedisSessionStore({ url: redis.url, keys: opts.keys ?? keys, log, keyPrefix: opts.keyPrefix });
+async function openStore(opts: { keyPrefix?: string; keys?: ReadonlyMap<string, Buffer>; maxSessionsPerUser?: number } = {}): Promise<RedisSessionStore> {
+  const s = new RedisSessionStore({ url: redis.url, log, ...opts, keys: opts.keys ?? keys });
   await s.open();
   stores.push(s);
   return s;
@@ -97,7 +104,7 @@ test('the user set lives as long as the longest session and never shrinks', asyn
   await s.put(record('a3', 'alice', 'app', 5_000));
   ttl = await raw.pttl(userSet('t3:', 'alice'));
   assert.ok(ttl > 110_000, `a shorter session does not shorten it: ${ttl}`);
-  assert.deepEqual((await raw.smembers(userSet('t3:', 'alice'))).sort(), ['a1', 'a2', 'a3']);
+  assert.deepEqual((await raw.zrange(userSet('t3:', 'alice'), '0', '-1')).sort(), ['a1', 'a2', 'a3']);
 });
 
 test('deleteUser ends every session of the user, across providers, and counts only live ones', async () => {
@@ -120,7 +127,7 @@ test('deleteUser ends every session of the user, across providers, and counts on
   await s.put(record('s4', 'bob'));
   await s.delete('s3');
   assert.equal(await s.get('s3'), undefined);
-  assert.deepEqual(await raw.smembers(userSet('t4:', 'bob')), ['s4']);
+  assert.deepEqual(await raw.zrange(userSet('t4:', 'bob'), '0', '-1'), ['s4']);
   await s.delete('never-existed');
   assert.equal(await s.deleteUser('iss\u0000bob'), 1);
 });
@@ -132,7 +139,8 @@ test('encryption at rest: no claim or token in Redis; tampered, moved or foreign
   const all = await raw.keys('t5:*');
   assert.ok(all.length >= 3);
   for (const k of all) {
-    const text = (await raw.type(k)) === 'set' ? (await raw.smembers(k)).join(',') : (await raw.get(k))!;
+    const type = await raw.type(k);
+    const text = type === 'set' ? (await raw.smembers(k)).join(',') : type === 'zset' ? (await raw.zrange(k, '0', '-1')).join(',') : (await raw.get(k))!;
     assert.doesNotMatch(text, /alice|bob|example\.com|top-secret-group|header\.payload|access\.token|iss/, `${k} holds no claims or tokens`);
   }
   // Another cookie_secret (other keys) cannot read it.
@@ -259,16 +267,48 @@ test('config: session_store type redis, with defaults and ${ENV}; mistakes are r
     type: 'redis',
     url: 'redis://:pw@127.0.0.1:6379/1',
     key_prefix: 'portcullis:',
+    max_sessions_per_user: 100,
   });
   assert.deepEqual(parseConfig(configWith('{ type: redis, url: "rediss://cache:6380", key_prefix: "p1:" }'), { env }).outpost.session_store, {
     type: 'redis',
     url: 'rediss://cache:6380',
     key_prefix: 'p1:',
+    max_sessions_per_user: 100,
+  });
+  assert.deepEqual(
+    parseConfig(
+      configWith('{ type: redis, sentinel: { master_name: pc, nodes: ["10.0.0.1:26379", "[::1]:26380"], password: "${REDIS_PASSWORD}" }, username: portcullis, password: "${REDIS_PASSWORD}", tls: true, db: 3, max_sessions_per_user: 5 }'),
+      { env },
+    ).outpost.session_store,
+    {
+      type: 'redis',
+      sentinel: { master_name: 'pc', nodes: ['10.0.0.1:26379', '[::1]:26380'], password: 'pw', tls: false },
+      username: 'portcullis',
+      password: 'pw',
+      tls: true,
+      db: 3,
+      key_prefix: 'portcullis:',
+      max_sessions_per_user: 5,
+    },
+  );
+  assert.deepEqual(parseConfig(configWith('{ type: redis, cluster: { nodes: ["10.0.0.1:7000"] }, username: u, password: p }'), { env }).outpost.session_store, {
+    type: 'redis',
+    cluster: { nodes: ['10.0.0.1:7000'] },
+    username: 'u',
+    password: 'p',
+    key_prefix: 'portcullis:',
+    max_sessions_per_user: 100,
   });
   assert.deepEqual(parseConfig(configWith('{ type: embedded }'), { env }).outpost.session_store, { type: 'embedded', path: '.portcullis/sessions.db', max_sessions_per_user: 100 });
   const failing: [string, RegExp][] = [
     ['{ type: redis, url: "http://cache:6379" }', /outpost\.session_store\.url: must match pattern/],
-    ['{ type: redis }', /outpost\.session_store: missing required field "url"/],
+    ['{ type: redis }', /outpost\.session_store: give exactly one of url, sentinel or cluster/],
+    ['{ type: redis, url: "redis://a:1", cluster: { nodes: ["b:2"] } }', /outpost\.session_store: give exactly one of url, sentinel or cluster \(found url and cluster\)/],
+    ['{ type: redis, url: "redis://a:1", password: x }', /outpost\.session_store\.password: password is part of the url/],
+    ['{ type: redis, sentinel: { master_name: m, nodes: ["a"] } }', /outpost\.session_store\.sentinel\.nodes\[0\]: must match pattern/],
+    ['{ type: redis, sentinel: { nodes: ["a:1"] } }', /outpost\.session_store\.sentinel: missing required field "master_name"/],
+    ['{ type: redis, cluster: { nodes: ["a:1"] }, wait_replicas: 1 }', /outpost\.session_store\.wait_replicas: wait_replicas is not available with a Redis Cluster/],
+    ['{ type: redis, cluster: { nodes: ["a:1"] }, db: 2 }', /outpost\.session_store\.db: a Redis Cluster has only database 0/],
     ['{ type: redis, url: "redis://cache", path: x }', /outpost\.session_store\.path: unknown field "path"/],
     ['{ type: embedded, url: "redis://cache" }', /outpost\.session_store\.url: unknown field "url"/],
     ['{ type: memcached }', /outpost\.session_store\.type: must be one of "embedded", "redis"/],
@@ -316,4 +356,94 @@ test('additionalHeaders names: recorded once in Redis, seen by a new store at op
   assert.equal(lazy.headerNames().has('x-team'), true, 'a loaded session teaches its names at once');
   const other = await openStore({ keyPrefix: 'hn-other:' });
   assert.equal(other.headerNames().size, 0, 'key_prefix separates outposts');
+});
+
+test('the same stored value is the same record object (stage caches hit); a new value is a new object', async () => {
+  const s = await openStore({ keyPrefix: 't9:' });
+  await s.put(record('s1', 'alice'));
+  const first = await s.get('s1');
+  assert.ok(first);
+  assert.equal(await s.get('s1'), first);
+  const other = await openStore({ keyPrefix: 't9:' });
+  await other.put({ ...record('s1', 'alice'), claims: { sub: 'alice', email: 'new@example.com' } });
+  const second = await s.get('s1');
+  assert.notEqual(second, first, 'another replica replaced it: the new value is decrypted');
+  assert.equal(second?.claims.email, 'new@example.com');
+  await other.delete('s1');
+  assert.equal(await s.get('s1'), undefined, 'a cached record is never returned for a deleted key');
+});
+
+test('max_sessions_per_user: the oldest sessions of the user are ended beyond it; other users keep theirs', async () => {
+  const s = await openStore({ keyPrefix: 't10:', maxSessionsPerUser: 3 });
+  const t0 = Date.now();
+  await s.put(record('bob1', 'bob'));
+  for (let i = 1; i <= 5; i++) await s.put({ ...record(`a${i}`, 'alice', i % 2 ? 'app' : 'other'), createdAt: t0 + i });
+  assert.equal(await s.get('a1'), undefined);
+  assert.equal(await s.get('a2'), undefined);
+  for (const id of ['a3', 'a4', 'a5', 'bob1']) assert.ok(await s.get(id), id);
+  assert.deepEqual(await raw.zrange(userSet('t10:', 'alice'), '0', '-1'), ['a3', 'a4', 'a5']);
+  // The default: 150 logins of one user leave 100 live sessions.
+  const d = await openStore({ keyPrefix: 't11:' });
+  for (let i = 0; i < 150; i++) await d.put({ ...record(`d${i}`, 'dave'), createdAt: t0 + i });
+  assert.equal(await d.size(), 100);
+  assert.equal(await d.get('d49'), undefined);
+  assert.ok(await d.get('d50'));
+});
+
+test('sign-out also ends sessions indexed by an older version (a SET per user)', async () => {
+  const s = await openStore({ keyPrefix: 't12:' });
+  const key = keys.get('app')!;
+  const old = record('legacy', 'alice');
+  await raw.set('t12:session:legacy', JSON.stringify({ p: 'app', u: 'x', d: sealRecord(key, old) }), 'PX', 60_000);
+  await raw.sadd(legacySet('t12:', 'alice'), 'legacy');
+  await s.put(record('new', 'alice'));
+  assert.ok(await s.get('legacy'));
+  assert.equal(await s.deleteUser('iss\u0000alice'), 2);
+  assert.equal(await s.get('legacy'), undefined);
+  assert.equal(await raw.exists(legacySet('t12:', 'alice')), 0);
+});
+
+test('wait_replicas: a change no replica acknowledged is an error, not a success', async () => {
+  // This Redis has no replica: WAIT 1 answers 0 within its timeout.
+  const s = new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 't13:', waitReplicas: 1, commandTimeoutMs: 400 });
+  await s.open();
+  stores.push(s);
+  await assert.rejects(s.put(record('w1', 'alice')), (err: Error) => err instanceof SessionStoreError && /reached 0 of 1 replicas/.test(err.message));
+  await assert.rejects(s.deleteUser('iss\u0000alice'), SessionStoreError);
+});
+
+test('an ACL user limited to its key prefix and the commands the docs list can use the store; one without key access cannot', async () => {
+  // The ACL line of docs/session-stores.md, for prefix acl:.
+  await raw.call('ACL', 'SETUSER', 'portcullis', 'reset', 'on', '>s3cret', '~acl:*', 'resetchannels', '-@all', '+@read', '+@write', '+@transaction', '+@connection', '+scan', '+wait', '+info');
+  await raw.call('ACL', 'SETUSER', 'stranger', 'reset', 'on', '>s3cret', '~elsewhere:*', '-@all', '+@read', '+@write', '+@transaction', '+@connection', '+scan');
+  const url = `redis://portcullis:s3cret@127.0.0.1:${redis.port}`;
+  const s = new RedisSessionStore({ url, keys, log, keyPrefix: 'acl:' });
+  await s.open();
+  stores.push(s);
+  await s.put(record('acl1', 'alice'));
+  assert.equal((await s.get('acl1'))?.claims.sub, 'alice');
+  await s.recordHeaderNames(['x-acl']);
+  assert.equal(await s.size(), 1);
+  assert.equal(await s.deleteUser('iss\u0000alice'), 1);
+  const denied = new RedisSessionStore({ url: `redis://stranger:s3cret@127.0.0.1:${redis.port}`, keys, log, keyPrefix: 'acl:' });
+  await denied.open().catch(() => undefined);
+  stores.push(denied);
+  await assert.rejects(denied.put(record('acl2', 'bob')), (err: Error) => err instanceof SessionStoreError && /NOPERM/.test(err.message) && !/s3cret/.test(err.message));
+  const wrongPassword = new RedisSessionStore({ url: `redis://portcullis:nope@127.0.0.1:${redis.port}`, keys, log, keyPrefix: 'acl:' });
+  await assert.rejects(wrongPassword.open(), (err: Error) => /WRONGPASS|invalid username-password/.test(err.message) && !/nope/.test(err.message));
+});
+
+test('rediss:// is TLS with certificate checks: a server whose certificate is not trusted is refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'redis-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const pems = await generate([{ name: 'commonName', value: '127.0.0.1' }], { keySize: 2048, algorithm: 'sha256', notAfterDate: new Date(Date.now() + 86_400_000), extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }] });
+  writeFileSync(join(dir, 'cert.pem'), pems.cert);
+  writeFileSync(join(dir, 'key.pem'), pems.private);
+  const tlsPort = await freePort();
+  const tlsRedis = await startRedis({
+    args: ['--tls-port', String(tlsPort), '--tls-cert-file', join(dir, 'cert.pem'), '--tls-key-file', join(dir, 'key.pem'), '--tls-ca-cert-file', join(dir, 'cert.pem'), '--tls-auth-clients', 'no'],
+  });
+  t.after(() => tlsRedis.stop());
+  const s = new RedisSessionStore({ url: `rediss://127.0.0.1:${tlsPort}`, keys, log, connectTimeoutMs: 2_000 });
+  await assert.rejects(s.open(), /self[- ]signed|certificate/i);
 });
