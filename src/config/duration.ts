@@ -11,6 +11,6 @@ export function parseDuration(value: number | string): number {
     if (!m) throw new Error(`"${trimmed}" is not of the form unit=number`);
     total += Number(m[2]) * UNIT_SECONDS[m[1]!]!;
   }
-  if (total < 60) throw new Error('the session lifetime must be at least 60 seconds');
+  if (total < 1) throw new Error('the session lifetime must be at least 1 second');
   return total;
 }

@@ -47,9 +47,9 @@ export const ProviderSchema = Type.Object(
       default: true,
       description: 'Without a session cookie, authenticate Authorization: Bearer tokens (or Basic goauthentik.io/token) by introspection at the IdP; false: leave Authorization alone.',
     }),
-    access_token_validity: Type.Union([Type.Integer({ minimum: 60 }), Type.String({ pattern: '^(\\s*(weeks|days|hours|minutes|seconds)=\\d+\\s*;?)+$' })], {
+    access_token_validity: Type.Union([Type.Integer({ minimum: 1 }), Type.String({ pattern: '^(\\s*(weeks|days|hours|minutes|seconds)=\\d+\\s*;?)+$' })], {
       default: 3600,
-      description: 'Session lifetime: seconds, or authentik\'s form "hours=1;minutes=30".',
+      description: 'Longest session lifetime: seconds, or authentik\'s form "hours=1;minutes=30"; a session also ends with its token.',
     }),
     assigned_application_slug: Type.Optional(Type.String({ minLength: 1 })),
     assigned_application_name: Type.Optional(Type.String({ minLength: 1 })),

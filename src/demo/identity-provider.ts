@@ -50,6 +50,8 @@ export interface StartIdpOptions {
   /** Default {@link DEMO_USERS}. */
   users?: IdpUser[];
   idTokenTtlSeconds?: number;
+  /** Lifetime of access tokens (the token response's expires_in); default 3600. */
+  accessTokenTtlSeconds?: number;
   /** Text shown prominently on the login page, e.g. "Portcullis demo". */
   banner?: string;
   /**
@@ -458,7 +460,7 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
       userinfo: { enabled: true },
     },
     ttl: {
-      AccessToken: 3600,
+      AccessToken: opts.accessTokenTtlSeconds ?? 3600,
       AuthorizationCode: 120,
       ClientCredentials: 600,
       IdToken: idTokenTtl,

@@ -33,6 +33,8 @@ export interface LoginResult {
   accessToken?: string;
   /** The access token whatever its form: for the userinfo request only, never stored. */
   bearerToken: string;
+  /** The token response's `expires_in` (seconds), when given. */
+  accessTokenExpiresIn?: number;
 }
 
 export { OidcError };
@@ -138,7 +140,8 @@ export class OidcClient {
     const claims = oauth.getValidatedIdTokenClaims(result);
     if (!claims) throw new OidcError('oidc.token_invalid', 'ID token claims missing.', 400);
     const accessToken = typeof result.access_token === 'string' && result.access_token.split('.').length === 3 ? result.access_token : undefined;
-    return { claims: claims as LoginResult['claims'], idToken, accessToken, bearerToken: result.access_token };
+    const expiresIn = typeof result.expires_in === 'number' && result.expires_in >= 0 ? result.expires_in : undefined;
+    return { claims: claims as LoginResult['claims'], idToken, accessToken, bearerToken: result.access_token, accessTokenExpiresIn: expiresIn };
   }
 
   /** The RP-initiated logout URL, or null when the provider has no end_session_endpoint. */

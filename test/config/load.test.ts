@@ -237,7 +237,10 @@ test('access_token_validity accepts seconds or authentik\'s "hours=1;minutes=30"
   assert.equal(ttl('"days=1"'), 86400);
   assert.equal(ttl('"weeks=1; days=1; seconds=5;"'), 8 * 86400 + 5);
   assert.equal(ttl('600'), 600);
-  for (const bad of ['30', '"seconds=30"', '"hours=1;fortnights=2"', '"1h"', '-5']) {
+  // Under a minute too (tests, short-lived tokens): seconds.
+  assert.equal(ttl('30'), 30);
+  assert.equal(ttl('"seconds=3"'), 3);
+  for (const bad of ['0', '"seconds=0"', '"hours=1;fortnights=2"', '"1h"', '-5']) {
     const issue = rejects(minimal(`    access_token_validity: ${bad}\n`)).issues[0]!;
     assert.equal(issue.field, 'providers[0].access_token_validity', bad);
     assert.equal(issue.line, 9, bad);

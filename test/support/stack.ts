@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/index.js';
 import { Outpost, type OutpostOptions } from '../../src/server/outpost.js';
-import { startIdentityProvider, DEMO_USERS, type IdpUser, type RunningIdp } from '../../src/demo/identity-provider.js';
+import { startIdentityProvider, DEMO_USERS, type IdpUser, type RunningIdp, type StartIdpOptions } from '../../src/demo/identity-provider.js';
 import { startUpstream, type RunningUpstream } from './upstream.js';
 import { freePort } from './ports.js';
 export { freePort } from './ports.js';
@@ -42,6 +42,8 @@ export interface StackOptions {
   port?: number;
   /** Serve the users' claims only at userinfo (the test IdP's `claimsAtUserinfoOnly`). */
   claimsAtUserinfoOnly?: boolean;
+  /** Token lifetimes of the test IdP. */
+  idp?: Pick<StartIdpOptions, 'idTokenTtlSeconds' | 'accessTokenTtlSeconds'>;
 }
 
 export interface Stack {
@@ -80,6 +82,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     })),
     users: opts.users ?? DEMO_USERS,
     claimsAtUserinfoOnly: opts.claimsAtUserinfoOnly,
+    ...opts.idp,
   });
   const config = {
     outpost: {

@@ -15,6 +15,7 @@ import { validateRedirect } from '../../http/redirects.js';
 import { clearCookie, readCookie, setCookie } from '../../http/cookies.js';
 import { page, sessionStoreUnavailable } from '../../http/pages.js';
 import { signState, verifyState } from './state.js';
+import { cookieMaxAgeSeconds, jwtExp, sessionExpiresAt } from '../../sessions/lifetime.js';
 import { compileMappings, validateProxyClaims, MappingEvaluationError, type CompiledMappings } from '../../mappings/index.js';
 
 const FLOW_TTL_SECONDS = 600;
@@ -186,7 +187,12 @@ export class LoginFlow {
       provider: p.name,
       userKey: userKeyOf(login.claims.iss, login.claims.sub),
       createdAt: nowMs,
-      expiresAt: nowMs + p.sessionTtlSeconds * 1000,
+      expiresAt: sessionExpiresAt(nowMs, p.sessionTtlSeconds, {
+        idTokenExp: typeof login.claims.exp === 'number' ? login.claims.exp : undefined,
+        accessTokenExp: jwtExp(login.accessToken),
+        accessTokenExpiresIn: login.accessTokenExpiresIn,
+        forwardsIdToken: login.accessToken === undefined,
+      }),
       claims: claims as SessionRecord['claims'],
       idToken: login.idToken,
       accessToken: login.accessToken,
@@ -198,7 +204,7 @@ export class LoginFlow {
       this.log.error({ provider: p.name, err: (err as Error).message, requestId: ctx.requestId }, 'login completed at the IdP but the session could not be stored');
       return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson, 'You signed in, but Portcullis cannot reach its session store right now to keep the session. Try again in a moment.');
     }
-    addCookie(ctx, setCookie(p.cookieName, encodeURIComponent(p.sessionCodec.encode({ s: record.id })), p.sessionTtlSeconds, p.cookieSuffix));
+    addCookie(ctx, setCookie(p.cookieName, encodeURIComponent(p.sessionCodec.encode({ s: record.id })), cookieMaxAgeSeconds(nowMs, record.expiresAt), p.cookieSuffix));
     this.log.info({ provider: p.name, user: userTag(record.userKey), requestId: ctx.requestId }, 'login completed');
     return { kind: 'respond', status: 302, headers: { location: state.r, 'cache-control': 'no-store' } };
   }
