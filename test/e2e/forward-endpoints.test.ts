@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { startStack, type Stack } from '../support/stack.js';
 import { CookieJar, followRedirects, httpGet, isRedirect, loginThrough, parseForms, submitForm, type HttpResult } from '../support/browserless.js';
 import type { SessionRecord } from '../../src/sessions/store.js';
+import { verifyState } from '../../src/plugins/auth/state.js';
 
 let stack: Stack;
 let untrusted: Stack;
@@ -71,6 +72,27 @@ const query = (target: string) => (target.includes('?') ? target.slice(target.in
 const KINDS: Kind[] = ['nginx', 'traefik', 'caddy', 'envoy'];
 const identityNames = (res: HttpResult) => Object.keys(res.headers).filter((h) => h.toLowerCase().startsWith('x-authentik-'));
 
+/**
+ * A challenge that begins the login at the IdP, as authentik's outpost answers Traefik, Caddy and
+ * Envoy: 302 to the authorization endpoint with this provider's client_id and redirect_uri, PKCE,
+ * a state, and the flow cookie that binds the login to the browser set on the same answer.
+ * Returns that Set-Cookie line.
+ */
+function assertLoginAtIdp(res: HttpResult, provider: string, externalBase: string): string {
+  assert.equal(res.status, 302, res.body);
+  const loc = new URL(String(res.headers.location));
+  assert.equal(loc.origin, new URL(stack.idp.issuer).origin, 'straight to the IdP, not to /start');
+  assert.equal(loc.searchParams.get('client_id'), `client-${provider}`);
+  assert.equal(loc.searchParams.get('redirect_uri'), `${externalBase}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`);
+  assert.equal(loc.searchParams.get('response_type'), 'code');
+  assert.equal(loc.searchParams.get('code_challenge_method'), 'S256');
+  assert.ok(loc.searchParams.get('state'));
+  const p = stack.outpost.providers.byName(provider)!;
+  const flow = ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith(`${p.flowCookieName}=`) && !c.startsWith(`${p.flowCookieName}=;`));
+  assert.ok(flow, 'the login flow cookie is set on the challenge');
+  return flow;
+}
+
 describe('the table: authenticated, allowlisted, not authenticated', () => {
   for (const kind of KINDS) {
     test(`${kind}: authenticated → 200 with the identity headers`, async () => {
@@ -89,16 +111,13 @@ describe('the table: authenticated, allowlisted, not authenticated', () => {
       assert.deepEqual(identityNames(res), []);
     });
 
-    test(`${kind}: not authenticated → ${kind === 'nginx' ? '401' : '302 to start with the original URL'}`, async () => {
+    test(`${kind}: not authenticated → ${kind === 'nginx' ? '401' : "302 straight to the IdP's authorization endpoint, the login flow cookie on that answer"}`, async () => {
       const res = await check(kind, { host: appHost(), target: '/private/x?y=1&z=2' });
       if (kind === 'nginx') {
         assert.equal(res.status, 401);
         assert.equal(res.headers.location, undefined);
       } else {
-        assert.equal(res.status, 302);
-        const loc = new URL(String(res.headers.location));
-        assert.equal(loc.origin + loc.pathname, `http://${appHost()}/outpost.goauthentik.io/start`);
-        assert.equal(loc.searchParams.get('rd'), `http://${appHost()}/private/x?y=1&z=2`);
+        assertLoginAtIdp(res, 'app', `http://${appHost()}`);
       }
       assert.deepEqual(identityNames(res), []);
     });
@@ -110,10 +129,9 @@ describe('the table: authenticated, allowlisted, not authenticated', () => {
       const res = await check(kind, { host: `x.d.localtest:8443`, target: '/p?q=pub.d.localtest/', scheme: 'https' });
       if (kind === 'nginx') assert.equal(res.status, 401);
       else {
-        assert.equal(res.status, 302);
-        const loc = new URL(String(res.headers.location));
-        assert.equal(loc.origin, `http://auth.d.localtest:${stack.port}`);
-        assert.equal(loc.searchParams.get('rd'), 'https://x.d.localtest:8443/p?q=pub.d.localtest/');
+        // The callback is on the auth host; the flow cookie covers the whole domain.
+        const flow = assertLoginAtIdp(res, 'dom', `http://auth.d.localtest:${stack.port}`);
+        assert.match(flow, /; Domain=d\.localtest/);
       }
     });
 
@@ -262,9 +280,11 @@ describe('refusals', () => {
     // On the wire the header holds the bytes C3 A9 for "é"; Node reads them as two latin1 characters.
     const raw = Buffer.from('/caf\u00e9/men\u00fc?x=1', 'utf8').toString('latin1');
     const res = await check('traefik', { host: appHost(), target: raw });
-    assert.equal(res.status, 302);
-    const rd = new URL(String(res.headers.location)).searchParams.get('rd')!;
-    assert.equal(rd, `http://${appHost()}/caf%C3%A9/men%C3%BC?x=1`);
+    assertLoginAtIdp(res, 'app', `http://${appHost()}`);
+    // Where the browser returns after the login travels in the signed state.
+    const state = new URL(String(res.headers.location)).searchParams.get('state')!;
+    const p = stack.outpost.providers.byName('app')!;
+    assert.equal(verifyState(state, p.stateKey, 'app')?.r, `http://${appHost()}/caf%C3%A9/men%C3%BC?x=1`);
   });
 });
 
@@ -283,9 +303,10 @@ describe('login endpoints and signatures in the forwarded URL', () => {
 
   test('traefik: the callback signature in the forwarded URL completes the login', async () => {
     const own = new CookieJar();
-    // Anonymous → 302 to start → IdP login form.
+    // Anonymous → 302 to the IdP (Traefik passes the flow cookie to the browser) → login form.
     const challenge = await check('traefik', { host: appHost(), target: '/after-login?k=v' });
-    assert.equal(challenge.status, 302);
+    assertLoginAtIdp(challenge, 'app', `http://${appHost()}`);
+    own.store(new URL(`http://${appHost()}/after-login?k=v`), challenge.headers['set-cookie']);
     const first = await followRedirects(String(challenge.headers.location), { jar: own });
     const form = parseForms(first.final.body, first.final.url).find((f) => f.inputTypes.password?.length)!;
     assert.ok(form, 'the IdP login form');
@@ -311,7 +332,6 @@ describe('login endpoints and signatures in the forwarded URL', () => {
     const out = await check('envoy', { host: appHost(), target: '/?X-authentik-logout=true' }, { cookie: own.header(callback) });
     assert.equal(out.status, 302);
     const again = await check('traefik', { host: appHost(), target: '/after-login' }, { cookie: own.header(callback) });
-    assert.equal(again.status, 302);
-    assert.match(String(again.headers.location), /\/outpost\.goauthentik\.io\/start\?rd=/);
+    assertLoginAtIdp(again, 'app', `http://${appHost()}`);
   });
 });

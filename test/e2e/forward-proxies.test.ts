@@ -83,7 +83,12 @@ for (const k of KINDS) {
         // nginx's own redirect (error_page 401), made absolute by nginx; rd is not URL-encoded.
         assert.equal(location(first), `http://${app}:${ports[k]}/outpost.goauthentik.io/start?rd=http://${app}:${ports[k]}/reports/2026?month=11`);
       } else {
-        assert.equal(location(first), `http://${app}:${ports[k]}/outpost.goauthentik.io/start?rd=${encodeURIComponent(`http://${app}:${ports[k]}/reports/2026?month=11`)}`);
+        // Caddy passes the challenge on as it is: straight to the IdP, the flow cookie set on the way.
+        const idpUrl = new URL(location(first));
+        assert.equal(idpUrl.origin, new URL(stack.idp.issuer).origin);
+        assert.equal(idpUrl.searchParams.get('client_id'), `client-single-${k}`);
+        assert.equal(idpUrl.searchParams.get('redirect_uri'), `http://${app}:${ports[k]}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`);
+        assert.match(String(first.headers['set-cookie']), /authentik_proxy_[0-9a-f]{8}_flow=[^;]+;/);
       }
       // The callback went through the reverse proxy to Portcullis on the application host.
       assert.ok(hops.some((h) => h.url.startsWith(url(app, '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true'))), hops.map((h) => h.url).join('\n'));
@@ -165,7 +170,7 @@ for (const k of KINDS) {
       for (const value of [flipped, good.slice(0, -3), 'garbage', '', '%%%']) {
         const res = await httpGet(url(app, '/private'), { headers: { cookie: `${p.cookieName}=${value}` } });
         assert.equal(res.status, 302, `cookie ${value.slice(0, 12)}…: ${res.status}`);
-        assert.match(location(res), /\/outpost\.goauthentik\.io\/start\?rd=/);
+        assert.match(location(res), k === 'nginx' ? /\/outpost\.goauthentik\.io\/start\?rd=/ : /[?&]client_id=client-single-/);
       }
       assert.equal(stack.upstream.requests.length, from);
     });
@@ -209,9 +214,15 @@ for (const k of KINDS) {
       const { final, hops } = await loginThrough(url(a, '/dashboard?tab=2'), ALICE, { jar });
       assert.equal(hops[0]!.status, 302);
       const startUrl = new URL(location(hops[0]!), hops[0]!.url);
-      assert.equal(startUrl.host, `${auth}:${ports[k]}`);
-      assert.equal(startUrl.pathname, '/outpost.goauthentik.io/start');
-      assert.equal(startUrl.searchParams.get('rd'), `http://${a}:${ports[k]}/dashboard?tab=2`);
+      if (k === 'nginx') {
+        assert.equal(startUrl.host, `${auth}:${ports[k]}`);
+        assert.equal(startUrl.pathname, '/outpost.goauthentik.io/start');
+        assert.equal(startUrl.searchParams.get('rd'), `http://${a}:${ports[k]}/dashboard?tab=2`);
+      } else {
+        // Straight to the IdP; the callback is on the auth host.
+        assert.equal(startUrl.origin, new URL(stack.idp.issuer).origin);
+        assert.equal(startUrl.searchParams.get('redirect_uri'), `http://${auth}:${ports[k]}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`);
+      }
       assert.ok(hops.some((h) => h.url.startsWith(url(auth, '/outpost.goauthentik.io/callback?'))));
       const sa = seen(final);
       assert.equal(sa.url, '/dashboard?tab=2');

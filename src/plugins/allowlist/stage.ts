@@ -6,7 +6,10 @@
 import { inject, injectable } from 'tsyringe';
 import RE2 from 're2';
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome, type Respond } from '../../pipeline/contract.js';
-import { PROVIDERS } from '../../pipeline/tokens.js';
+import { LOGGER, PROVIDERS } from '../../pipeline/tokens.js';
+import type { Logger } from '../../pipeline/logger.js';
+import { validateRedirect } from '../../http/redirects.js';
+import { authorizationRedirect } from '../auth/login.js';
 import { OUTPOST_PREFIX, type ProviderRegistry, type ProviderRuntime } from '../../config/provider.js';
 import { skipPatternLines } from '../../config/load.js';
 import { page, sessionStoreUnavailable } from '../../http/pages.js';
@@ -53,21 +56,38 @@ export class AllowlistStage implements Stage {
   readonly name = 'allowlist';
   private readonly lists: CompiledAllowlist[];
 
-  constructor(@inject(PROVIDERS) providers: ProviderRegistry) {
+  constructor(
+    @inject(PROVIDERS) providers: ProviderRegistry,
+    @inject(LOGGER) private readonly log: Logger,
+  ) {
     this.lists = providers.all.map(compileAllowlist);
   }
 
-  run(ctx: RequestContext): StageOutcome {
+  run(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
     if (ctx.session !== null) return CONTINUE;
     if (isAllowlisted(this.lists[ctx.provider.index]!, ctx)) {
       ctx.allowlisted = true;
       return CONTINUE;
     }
-    return challenge(ctx);
+    const answer = challenge(ctx);
+    if (answer !== LOGIN_AT_IDP) return answer;
+    // Traefik, Caddy and Envoy pass a challenge's answer to the browser as it is (cookies
+    // included): the login begins here, at the IdP, as authentik's outpost does.
+    const t = ctx.target;
+    const original = `${t.scheme}://${t.host}${t.path}${t.query ? '?' + t.query : ''}`;
+    const redirect = validateRedirect(original, ctx.provider.redirectPolicy) ?? ctx.provider.externalBase + '/';
+    return authorizationRedirect(ctx, redirect, this.log);
   }
 }
 
-/** What an anonymous request on a protected path gets, by entry. */
+/** What challenge() answers for Traefik, Caddy and Envoy: the stage sends the browser to the IdP. */
+export const LOGIN_AT_IDP: Respond = Object.freeze({ kind: 'respond', status: 302 });
+
+/**
+ * What an anonymous request on a protected path gets, by entry: in proxy mode a redirect to the
+ * outpost's start (401 for API clients), for nginx 401 (its configuration redirects), for Traefik,
+ * Caddy and Envoy LOGIN_AT_IDP — the stage answers with the IdP's authorization URL.
+ */
 export function challenge(ctx: RequestContext): Respond {
   const p = ctx.provider;
   const t = ctx.target;
@@ -101,21 +121,21 @@ export function challenge(ctx: RequestContext): Respond {
     // nginx turns the 401 into a redirect to /start (error_page 401 = …) itself.
     return { kind: 'respond', status: 401, headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }, body: 'unauthorized request' };
   }
-  if (ctx.entry === 'proxy') {
-    if (ctx.wantsJson) {
-      return page({ status: 401, title: 'Authentication required', message: 'Sign in first; API requests are not redirected.', requestId: ctx.requestId, wantsJson: true, code: 'auth.required', extraHeaders: { 'www-authenticate': 'Bearer realm="portcullis"' } });
-    }
-    if (p.config.intercept_header_auth && ctx.headers.authorization !== undefined) {
-      // An Authorization header of another kind (not Bearer, not Basic goauthentik.io/token).
-      return page({
-        status: 401,
-        title: 'Unauthenticated',
-        message: "The request carries an Authorization header that is not a bearer token and 'intercept_header_auth' is on, so no login redirect is performed.",
-        requestId: ctx.requestId,
-        wantsJson: ctx.wantsJson,
-        code: 'auth.header_auth_unsupported',
-      });
-    }
+  // Traefik, Caddy, Envoy: straight to the IdP (the stage builds that answer).
+  if (ctx.entry !== 'proxy') return LOGIN_AT_IDP;
+  if (ctx.wantsJson) {
+    return page({ status: 401, title: 'Authentication required', message: 'Sign in first; API requests are not redirected.', requestId: ctx.requestId, wantsJson: true, code: 'auth.required', extraHeaders: { 'www-authenticate': 'Bearer realm="portcullis"' } });
+  }
+  if (p.config.intercept_header_auth && ctx.headers.authorization !== undefined) {
+    // An Authorization header of another kind (not Bearer, not Basic goauthentik.io/token).
+    return page({
+      status: 401,
+      title: 'Unauthenticated',
+      message: "The request carries an Authorization header that is not a bearer token and 'intercept_header_auth' is on, so no login redirect is performed.",
+      requestId: ctx.requestId,
+      wantsJson: ctx.wantsJson,
+      code: 'auth.header_auth_unsupported',
+    });
   }
   const original = `${t.scheme}://${t.host}${t.path}${t.query ? '?' + t.query : ''}`;
   const location = `${p.externalBase}${OUTPOST_PREFIX}/start?rd=${encodeURIComponent(original)}`;

@@ -56,22 +56,8 @@ export class LoginFlow {
   }
 
   /** Sends the browser to the IdP; the redirect must already be validated. */
-  async beginLogin(ctx: RequestContext, redirect: string): Promise<Respond> {
-    const p = ctx.provider;
-    const now = Math.floor(Date.now() / 1000);
-    const flow: Flow = { i: randomBytes(16).toString('base64url'), v: client.randomPKCECodeVerifier(), n: client.randomNonce(), e: now + FLOW_TTL_SECONDS };
-    const state = signState({ i: flow.i, r: redirect, e: flow.e, p: p.name }, p.stateKey);
-    let url: URL;
-    try {
-      url = await p.oidc.authorizationUrl({ redirectUri: p.callbackUrl, state, nonce: flow.n, codeVerifier: flow.v });
-    } catch (err) {
-      return this.failure(ctx, err);
-    }
-    const flows = this.readFlows(ctx, now).filter((f) => f.i !== flow.i);
-    flows.push(flow);
-    const kept = flows.slice(-MAX_FLOWS);
-    addCookie(ctx, setCookie(p.flowCookieName, encodeURIComponent(p.flowCodec.encode({ f: kept })), FLOW_TTL_SECONDS, p.cookieSuffix));
-    return { kind: 'respond', status: 302, headers: { location: url.href, 'cache-control': 'no-store' } };
+  beginLogin(ctx: RequestContext, redirect: string): Promise<Respond> {
+    return authorizationRedirect(ctx, redirect, this.log);
   }
 
   async callback(ctx: RequestContext): Promise<Respond> {
@@ -268,53 +254,85 @@ export class LoginFlow {
   }
 
   private readFlows(ctx: RequestContext, now: number): Flow[] {
-    const raw = readCookie(ctx.headers.cookie, ctx.provider.flowCookieName);
-    if (raw === undefined) return [];
-    const data = ctx.provider.flowCodec.decode(safeDecode(raw));
-    const list = data && Array.isArray(data.f) ? (data.f as Flow[]) : [];
-    return list.filter((f) => f && typeof f.i === 'string' && typeof f.v === 'string' && typeof f.n === 'string' && typeof f.e === 'number' && f.e > now);
+    return readFlows(ctx, now);
   }
 
   private failure(ctx: RequestContext, err: unknown): Respond {
-    if (err instanceof TokenEndpointError) {
-      // The provider's own words go to the log always, and to the page only for an administrator
-      // (a signed-in user whose ak_proxy claims say is_superuser, as authentik decides).
-      const admin = ctx.session?.claims.ak_proxy?.is_superuser === true;
-      this.log.warn(
-        {
-          provider: ctx.provider.name,
-          code: err.code,
-          providerError: err.providerError,
-          providerDescription: err.providerDescription,
-          providerStatus: err.providerStatus,
-          requestId: ctx.requestId,
-        },
-        'login failed at the token endpoint',
-      );
-      return page({
-        status: err.status,
-        title: admin ? `The identity provider refused the code exchange${err.providerError ? ` (${err.providerError})` : ''}` : 'Login could not be completed',
-        message: admin ? err.adminMessage : err.message,
-        requestId: ctx.requestId,
-        wantsJson: ctx.wantsJson,
-        code: err.code,
-        link: { href: ctx.provider.externalBase + '/', text: 'Try again' },
-      });
-    }
-    if (err instanceof OidcError) {
-      this.log.warn({ provider: ctx.provider.name, code: err.code, detail: err.message, requestId: ctx.requestId }, 'login failed');
-      return page({
-        status: err.status,
-        title: 'Login could not be completed',
-        message: err.message,
-        requestId: ctx.requestId,
-        wantsJson: ctx.wantsJson,
-        code: err.code,
-        link: { href: ctx.provider.externalBase + '/', text: 'Try again' },
-      });
-    }
-    throw err;
+    return loginFailure(ctx, err, this.log);
   }
+}
+
+/**
+ * The 302 to the IdP's authorization endpoint that begins a login (PKCE, nonce, signed state),
+ * with the flow cookie that binds it to this browser set on the same answer. Used by /start and
+ * by the Traefik, Caddy and Envoy challenges, which go straight to the IdP as authentik's do.
+ * `redirect` must already be validated.
+ */
+export async function authorizationRedirect(ctx: RequestContext, redirect: string, log: Logger): Promise<Respond> {
+  const p = ctx.provider;
+  const now = Math.floor(Date.now() / 1000);
+  const flow: Flow = { i: randomBytes(16).toString('base64url'), v: client.randomPKCECodeVerifier(), n: client.randomNonce(), e: now + FLOW_TTL_SECONDS };
+  const state = signState({ i: flow.i, r: redirect, e: flow.e, p: p.name }, p.stateKey);
+  let url: URL;
+  try {
+    url = await p.oidc.authorizationUrl({ redirectUri: p.callbackUrl, state, nonce: flow.n, codeVerifier: flow.v });
+  } catch (err) {
+    return loginFailure(ctx, err, log);
+  }
+  const flows = readFlows(ctx, now).filter((f) => f.i !== flow.i);
+  flows.push(flow);
+  const kept = flows.slice(-MAX_FLOWS);
+  addCookie(ctx, setCookie(p.flowCookieName, encodeURIComponent(p.flowCodec.encode({ f: kept })), FLOW_TTL_SECONDS, p.cookieSuffix));
+  return { kind: 'respond', status: 302, headers: { location: url.href, 'cache-control': 'no-store' } };
+}
+
+function readFlows(ctx: RequestContext, now: number): Flow[] {
+  const raw = readCookie(ctx.headers.cookie, ctx.provider.flowCookieName);
+  if (raw === undefined) return [];
+  const data = ctx.provider.flowCodec.decode(safeDecode(raw));
+  const list = data && Array.isArray(data.f) ? (data.f as Flow[]) : [];
+  return list.filter((f) => f && typeof f.i === 'string' && typeof f.v === 'string' && typeof f.n === 'string' && typeof f.e === 'number' && f.e > now);
+}
+
+function loginFailure(ctx: RequestContext, err: unknown, log: Logger): Respond {
+  if (err instanceof TokenEndpointError) {
+    // The provider's own words go to the log always, and to the page only for an administrator
+    // (a signed-in user whose ak_proxy claims say is_superuser, as authentik decides).
+    const admin = ctx.session?.claims.ak_proxy?.is_superuser === true;
+    log.warn(
+      {
+        provider: ctx.provider.name,
+        code: err.code,
+        providerError: err.providerError,
+        providerDescription: err.providerDescription,
+        providerStatus: err.providerStatus,
+        requestId: ctx.requestId,
+      },
+      'login failed at the token endpoint',
+    );
+    return page({
+      status: err.status,
+      title: admin ? `The identity provider refused the code exchange${err.providerError ? ` (${err.providerError})` : ''}` : 'Login could not be completed',
+      message: admin ? err.adminMessage : err.message,
+      requestId: ctx.requestId,
+      wantsJson: ctx.wantsJson,
+      code: err.code,
+      link: { href: ctx.provider.externalBase + '/', text: 'Try again' },
+    });
+  }
+  if (err instanceof OidcError) {
+    log.warn({ provider: ctx.provider.name, code: err.code, detail: err.message, requestId: ctx.requestId }, 'login failed');
+    return page({
+      status: err.status,
+      title: 'Login could not be completed',
+      message: err.message,
+      requestId: ctx.requestId,
+      wantsJson: ctx.wantsJson,
+      code: err.code,
+      link: { href: ctx.provider.externalBase + '/', text: 'Try again' },
+    });
+  }
+  throw err;
 }
 
 /**

@@ -6,9 +6,9 @@
 //
 //  endpoint       original request from                                   not authenticated
 //  auth/nginx     X-Original-URL, or X-Original-URI + Host                  401 (nginx redirects)
-//  auth/traefik   X-Forwarded-Proto, -Host, -Uri, -Method                    302 to start?rd=
-//  auth/caddy     X-Forwarded-Proto, -Host, -Uri, -Method                    302 to start?rd=
-//  auth/envoy/…   the check request itself: path after the prefix, query, Host  302 to start?rd=
+//  auth/traefik   X-Forwarded-Proto, -Host, -Uri, -Method                    302 to the IdP
+//  auth/caddy     X-Forwarded-Proto, -Host, -Uri, -Method                    302 to the IdP
+//  auth/envoy/…   the check request itself: path after the prefix, query, Host  302 to the IdP
 //
 // Every resolver refuses, in this order:
 //  - a caller whose forwarded headers are not believed (403, names `trusted_proxies`);

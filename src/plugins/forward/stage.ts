@@ -1,7 +1,7 @@
 // The forward stage: in forward-auth entries (nginx, Traefik, Caddy, Envoy) the request ends
 // here with the decision for the reverse proxy: 200 with the identity headers (authenticated),
 // 200 without them (allowlisted). Anonymous requests on protected paths never get here — the
-// allowlist stage has already challenged them (401 for nginx, 302 to start for the others).
+// allowlist stage has already challenged them (401 for nginx, 302 to the IdP for the others).
 // Proxy entries pass through untouched.
 //
 // Envoy copies only the headers an answer carries (allowed_upstream_headers): a client's copy of an

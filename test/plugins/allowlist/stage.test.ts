@@ -24,6 +24,21 @@ function run(ctx: RequestContext): StageOutcome {
   return out;
 }
 
+/**
+ * Traefik, Caddy and Envoy challenges begin the login at the IdP, asynchronously (discovery).
+ * This harness has no IdP, so the answer is the "identity provider unreachable" page: never
+ * CONTINUE, never the upstream. (The 302 to the IdP is tested end to end in forward-endpoints.)
+ */
+async function challengeAtIdp(ctx: RequestContext): Promise<Respond> {
+  const out = allowlist.run(ctx);
+  assert.ok(out instanceof Promise, 'a forward-auth challenge goes to the IdP');
+  const answer = asRespond(await out);
+  assert.equal(ctx.allowlisted, false);
+  assert.equal(answer.status, 503);
+  assert.match(answer.body!, /oidc\.discovery_failed/);
+  return answer;
+}
+
 function asRespond(out: StageOutcome): Respond {
   assert.equal(out.kind, 'respond', 'expected an answer, got CONTINUE');
   return out as Respond;
@@ -223,30 +238,26 @@ describe('forward-auth entries', () => {
     assert.equal(ctx.allowlisted, true);
   });
 
-  test('traefik (forward_single): a protected path → 302 to the start of the provider with the original URL', () => {
-    const out = asRespond(run(h.traefik('https://fwd.localtest/private/x?a=1&b=2')));
-    assert.equal(out.status, 302);
-    assert.equal(out.headers?.location, startUrl('https://fwd.localtest', 'https://fwd.localtest/private/x?a=1&b=2'));
+  test('traefik (forward_single): a protected path → the login begins at the IdP', async () => {
+    await challengeAtIdp(h.traefik('https://fwd.localtest/private/x?a=1&b=2'));
   });
 
-  test('forward_domain: lines see scheme://host/path', () => {
+  test('forward_domain: lines see scheme://host/path', async () => {
     const ctx = h.traefik('https://wiki.corp.localtest/public/page?x=1');
     assert.equal(ctx.provider.name, 'dom');
     assert.equal(run(ctx), CONTINUE);
     assert.equal(ctx.allowlisted, true);
     // Another host of the domain: the line names wiki only.
-    asRespond(run(h.traefik('https://git.corp.localtest/public/page')));
+    await challengeAtIdp(h.traefik('https://git.corp.localtest/public/page'));
     // The scheme is part of the subject.
-    asRespond(run(h.traefik('http://wiki.corp.localtest/public/page')));
+    await challengeAtIdp(h.traefik('http://wiki.corp.localtest/public/page'));
     // A path-only line does not match in forward_domain (the subject starts with the scheme).
-    asRespond(run(h.traefik('https://wiki.corp.localtest/plain/x')));
+    await challengeAtIdp(h.traefik('https://wiki.corp.localtest/plain/x'));
   });
 
-  test('forward_domain: never the query', () => {
-    const out = asRespond(run(h.traefik('https://git.corp.localtest/private?u=https://wiki.corp.localtest/public/')));
-    assert.equal(out.status, 302);
-    assert.equal(out.headers?.location, startUrl('https://auth.corp.localtest', 'https://git.corp.localtest/private?u=https://wiki.corp.localtest/public/'));
-    asRespond(run(h.traefik('https://git.corp.localtest/private?x=/leak-check/')));
+  test('forward_domain: never the query', async () => {
+    await challengeAtIdp(h.traefik('https://git.corp.localtest/private?u=https://wiki.corp.localtest/public/'));
+    await challengeAtIdp(h.traefik('https://git.corp.localtest/private?x=/leak-check/'));
     // The unanchored line matches when it is in the path.
     assert.equal(run(h.traefik('https://git.corp.localtest/a/leak-check/b?x=1')), CONTINUE);
   });
