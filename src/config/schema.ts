@@ -187,6 +187,14 @@ export const OutpostSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    websockets: Type.Object(
+      {
+        idle_timeout: Type.Integer({ minimum: 1, default: 900, description: 'Seconds without a message, ping or pong either way before a proxied WebSocket is closed.' }),
+        max_open: Type.Integer({ minimum: 1, default: 10000, description: 'Open WebSockets the outpost holds at most; an upgrade beyond gets 503.' }),
+        session_check_interval: Type.Integer({ minimum: 1, default: 30, description: "Seconds between re-reads of each WebSocket's session in the store (a sign-out on another replica closes it)." }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     shutdown_timeout: Type.Integer({
       minimum: 0,
       default: 25,

@@ -216,7 +216,7 @@ export class Outpost {
     const metrics = config.outpost.metrics?.listen
       ? new OutpostMetrics({ outpostName: config.outpost.name, providers, store, log: logger.child({ component: 'metrics' }) })
       : null;
-    const websockets = new WebSocketRegistry();
+    const websockets = new WebSocketRegistry({ store, log: logger.child({ component: 'websockets' }) });
     const registry = opts.registry ?? new StageRegistry();
     for (const def of builtInStages) if (!registry.get(def.name)) registry.register(def);
     let generation: Generation;
@@ -526,6 +526,8 @@ async function buildGeneration(config: PortcullisConfig, providers: ProviderRegi
   container.register(VERSION, { useValue: VERSION_STRING });
   container.register(AUTH_EVENTS, { useValue: parts.metrics ?? NO_AUTH_EVENTS });
   container.register(WEBSOCKETS, { useValue: parts.websockets });
+  const ws = config.outpost.websockets;
+  parts.websockets.configure({ idleTimeoutSeconds: ws.idle_timeout, maxOpen: ws.max_open, sessionCheckSeconds: ws.session_check_interval });
   const stages = await buildChain(config.pipeline ?? DEFAULT_CHAIN, parts.registry, container, config.baseDir, config.source);
   const contexts = new ContextFactory(providers, config.outpost.trusted_proxies);
   for (const entry of builtInEntries as EntryResolver[]) contexts.addEntry(entry);

@@ -5,7 +5,8 @@
 // `ctx.headerAuth` for the allowlist stage to answer. It also runs the login endpoints.
 import { inject, injectable } from 'tsyringe';
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
-import { PROVIDERS, SESSION_STORE, LOGGER, AUTH_EVENTS, type AuthEvents } from '../../pipeline/tokens.js';
+import { PROVIDERS, SESSION_STORE, LOGGER, AUTH_EVENTS, WEBSOCKETS, type AuthEvents } from '../../pipeline/tokens.js';
+import type { WebSocketRegistry } from '../../server/websockets.js';
 import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
 import type { SessionRecord, SessionStore } from '../../sessions/store.js';
 import type { Logger } from '../../pipeline/logger.js';
@@ -33,6 +34,7 @@ export class AuthStage implements Stage {
     @inject(SESSION_STORE) private readonly store: SessionStore,
     @inject(LOGGER) log: Logger,
     @inject(AUTH_EVENTS, { isOptional: true }) events?: AuthEvents,
+    @inject(WEBSOCKETS, { isOptional: true }) private readonly websockets?: WebSocketRegistry,
   ) {
     const own = log.child({ stage: 'auth' });
     this.log = own;
@@ -69,7 +71,16 @@ export class AuthStage implements Stage {
         // Whose sessions to end cannot be known: never a "signed out" page that is not true.
         if (ctx.sessionUnavailable) return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson, 'Portcullis cannot reach its session store right now, so your sessions could not be ended. Try signing out again in a moment.');
         // Signing out ends the user's cached bearer-token sessions too (all providers).
-        if (ctx.session !== null) this.headerAuth.purgeUser(ctx.session.userKey);
+        if (ctx.session !== null) {
+          const userKey = ctx.session.userKey;
+          this.headerAuth.purgeUser(userKey);
+          // The user's open WebSockets on this process close now; other replicas notice at their
+          // next session check (outpost.websockets.session_check_interval).
+          return this.login.signOut(ctx).then((out) => {
+            this.websockets?.closeUser(userKey);
+            return out;
+          });
+        }
         return this.login.signOut(ctx);
     }
   }

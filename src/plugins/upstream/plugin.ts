@@ -11,6 +11,7 @@ import type { UpstreamStage } from './stage.js';
 import { createForwarder } from './transport.js';
 import { ROUTED_METHODS } from '../../http/methods.js';
 import type { ClosableWebSocket } from '../../server/websockets.js';
+import type { RequestContext } from '../../pipeline/contract.js';
 
 export interface UpstreamTransportOptions {
   connections: number;
@@ -30,6 +31,9 @@ export function createDispatcher(stage: UpstreamStage, opts: UpstreamTransportOp
     },
   });
 }
+
+/** The context of each upgraded request, by its TCP socket (for the WebSocket registry). */
+const upgradeContexts = new WeakMap<object, RequestContext>();
 
 export async function registerUpstream(scope: FastifyInstance, stage: UpstreamStage): Promise<void> {
   const dispatcher = createDispatcher(stage, stage.transport);
@@ -53,12 +57,20 @@ export async function registerUpstream(scope: FastifyInstance, stage: UpstreamSt
       getUpstream: (request: FastifyRequest) => request.portcullis!.upstream!.origin,
     },
     // Every proxied WebSocket is known to the outpost, so that a shutdown closes it with 1001.
+    // Each is registered with the session it was opened for (see websockets.ts: sign-out, expiry,
+    // idle timeout). The hooks get the sockets but not the request, so the request's context is
+    // found through the client's TCP socket, noted when the upstream connection is made.
     wsHooks: {
-      onConnect: (_ctx: unknown, source: ClosableWebSocket) => stage.websockets.add(source),
+      onConnect: (_ctx: unknown, source: ClosableWebSocket, target: ClosableWebSocket) => {
+        const ctx = upgradeContexts.get((source as { _socket?: object })._socket ?? source);
+        const s = ctx?.session ?? null;
+        stage.websockets.add(source, s === null ? null : { id: s.id, userKey: s.userKey, expiresAt: s.expiresAt, stored: ctx!.headerAuth !== 'accepted' }, target);
+      },
       onDisconnect: (_ctx: unknown, source: ClosableWebSocket) => stage.websockets.delete(source),
     },
     wsClientOptions: {
       rewriteRequestHeaders: (_headers: Record<string, string>, request: FastifyRequest) => {
+        if (request.portcullis !== null) upgradeContexts.set(request.raw.socket, request.portcullis);
         const out: Record<string, string> = {};
         const list = request.portcullis?.upstreamHeaders ?? [];
         for (let i = 0; i < list.length; i += 2) {

@@ -46,6 +46,17 @@ export class UpstreamStage implements Stage {
     if (target === null) {
       return page({ status: 502, title: 'No upstream', message: 'This provider has no internal_host to proxy to.', requestId: ctx.requestId, wantsJson: ctx.wantsJson, code: 'upstream.not_configured' });
     }
+    if (this.websockets.full && isWebSocketUpgrade(ctx)) {
+      return page({
+        status: 503,
+        title: 'Too many WebSockets',
+        message: `This outpost already holds its limit of ${this.websockets.maxOpen} open WebSockets (outpost.websockets.max_open); try again shortly.`,
+        requestId: ctx.requestId,
+        wantsJson: ctx.wantsJson,
+        code: 'websocket.limit',
+        extraHeaders: { 'retry-after': '5' },
+      });
+    }
     ctx.upstream = target;
     if (ctx.upstreamHeaders !== null) {
       ctx.upstreamHeaders.push('host', target.hostHeader);
@@ -101,4 +112,9 @@ function destination(ctx: RequestContext, target: UpstreamTarget, headers: strin
   const origin = target.origin.startsWith('https:') ? 'https://' : 'http://';
   headers[i + 1] = `${origin}${target.hostHeader}${split.path}${split.query === '' ? '' : '?' + split.query}`;
   return CONTINUE;
+}
+
+function isWebSocketUpgrade(ctx: RequestContext): boolean {
+  const u = ctx.headers.upgrade;
+  return u !== undefined && u.toLowerCase() === 'websocket';
 }
