@@ -314,7 +314,6 @@ export function runWorker(): void {
           const addresses = await outpost.listen();
           outpost.log.info({ http: addresses.http, https: addresses.https }, 'worker ready');
           send({ type: 'portcullis:ready', addresses: { http: addresses.http, https: addresses.https } });
-          if (stopping) stop('primary');
         } catch (err) {
           send({ type: 'portcullis:failed', error: serializeError(err) });
           process.exit(1);

@@ -43,6 +43,7 @@ function config(opts: { skip?: string; watch?: boolean; extra?: string } = {}): 
   session_store: { type: embedded, path: ${JSON.stringify(join(dir, 'sessions.jsonl'))} }
   metrics: { listen: "127.0.0.1:${metricsPort}" }
   shutdown_timeout: 10
+  workers: 1 # one process (test/cli/workers.test.ts covers a primary with workers)
   watch_config: ${opts.watch ?? false}
 providers:
   - name: app

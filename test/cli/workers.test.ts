@@ -26,10 +26,13 @@ let metricsPort: number;
 let p: PortcullisProcess;
 const file = join(dir, 'portcullis.yaml');
 
+/** The session store the workers share (a YAML flow map). */
+const STORE = () => `{ type: redis, url: "${redis.url}" }`;
+
 function config(skip = ''): string {
   return `outpost:
   listeners: { http: "127.0.0.1:${port}", https: null }
-  session_store: { type: redis, url: "${redis.url}" }
+  session_store: ${STORE()}
   metrics: { listen: "127.0.0.1:${metricsPort}" }
   workers: ${WORKERS}
   shutdown_timeout: 10
