@@ -3,7 +3,7 @@
 // refused by every worker from the moment the sign-out answered, over many fresh connections.
 // Metrics are aggregated on the one metrics listener; SIGHUP reloads every worker; a killed worker
 // is replaced; SIGTERM drains them all and the process exits 0.
-import { test, before, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,19 +15,24 @@ import { startRedis, type RunningRedis } from '../support/redis.js';
 import { CookieJar, httpGet, loginThrough } from '../support/browserless.js';
 import { startPortcullis, type PortcullisProcess, type LogLine } from '../support/process.js';
 
+/** The stores several processes can share. */
+const STORES = ['redis'] as const;
+
+// One Portcullis (a primary and its workers) per store; the body is not indented to keep the YAML templates flush.
+for (const storeKind of STORES) describe(`workers sharing the ${storeKind} store`, () => {
 const ALICE = { username: 'alice', password: 'alice' };
 const WORKERS = 2;
 const dir = mkdtempSync(join(tmpdir(), 'portcullis-workers-'));
 let idp: RunningIdp;
 let upstream: RunningUpstream;
-let redis: RunningRedis;
+let redis: RunningRedis | undefined;
 let port: number;
 let metricsPort: number;
 let p: PortcullisProcess;
 const file = join(dir, 'portcullis.yaml');
 
 /** The session store the workers share (a YAML flow map). */
-const STORE = () => `{ type: redis, url: "${redis.url}" }`;
+const STORE = () => (storeKind === 'redis' ? `{ type: redis, url: "${redis!.url}" }` : `{ type: embedded, path: ${JSON.stringify(join(dir, 'sessions.db'))} }`);
 
 function config(skip = ''): string {
   return `outpost:
@@ -51,7 +56,7 @@ providers:
 before(async () => {
   port = await freePort();
   metricsPort = await freePort();
-  redis = await startRedis();
+  if (storeKind === 'redis') redis = await startRedis();
   upstream = await startUpstream();
   idp = await startIdentityProvider({
     clients: [{ client_id: 'app', client_secret: 'app-secret', redirect_uris: [`http://app.localtest:${port}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`] }],
@@ -67,7 +72,7 @@ after(async () => {
   if (p.child.exitCode === null) p.kill('SIGKILL');
   await upstream.close();
   await idp.close();
-  await redis.stop();
+  await redis?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -162,4 +167,5 @@ test('SIGHUP reloads every worker; a killed worker is replaced; SIGTERM drains e
   assert.deepEqual(await Promise.all(slow), [200, 200, 200, 200]);
   assert.equal(await p.exited, 0);
   assert.ok(p.lines.some((l) => l.msg === 'stopped' && l.worker === 0 && l.cut === 0));
+});
 });
