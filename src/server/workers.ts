@@ -40,10 +40,13 @@ function cgroupQuota(readFile: (path: string) => string): number | null {
 
 /**
  * Whether processes can share the configured store, so that a sign-out through one worker is
- * seen by all. Redis is; the embedded journal is one process's memory plus an append-only file.
+ * seen by all. Both built-in stores are: Redis, and the embedded SQLite database (every read goes
+ * to the file, WAL lets processes read while one writes). A store added later that keeps its
+ * sessions in one process's memory must answer false here.
  */
 export function storeIsShared(config: PortcullisConfig): boolean {
-  return config.outpost.session_store.type === 'redis';
+  const type: string = config.outpost.session_store.type;
+  return type === 'redis' || type === 'embedded';
 }
 
 /** The number of worker processes for this config (1: no cluster, the process serves itself). */

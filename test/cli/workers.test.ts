@@ -1,5 +1,5 @@
 // outpost.workers: several processes behind one listener (node:cluster), sharing sessions in a
-// real Redis. A login through one worker is valid on all; a session signed out through one is
+// real Redis or in the embedded SQLite file. A login through one worker is valid on all; a session signed out through one is
 // refused by every worker from the moment the sign-out answered, over many fresh connections.
 // Metrics are aggregated on the one metrics listener; SIGHUP reloads every worker; a killed worker
 // is replaced; SIGTERM drains them all and the process exits 0.
@@ -16,7 +16,7 @@ import { CookieJar, httpGet, loginThrough } from '../support/browserless.js';
 import { startPortcullis, type PortcullisProcess, type LogLine } from '../support/process.js';
 
 /** The stores several processes can share. */
-const STORES = ['redis'] as const;
+const STORES = ['redis', 'embedded'] as const;
 
 // One Portcullis (a primary and its workers) per store; the body is not indented to keep the YAML templates flush.
 for (const storeKind of STORES) describe(`workers sharing the ${storeKind} store`, () => {

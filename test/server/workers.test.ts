@@ -1,9 +1,9 @@
 // outpost.workers: what `auto` resolves to (CPU affinity capped by the cgroup's quota), and the
-// config check that refuses several workers on a store they cannot share.
+// range of the setting.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
-import { parseConfig, ConfigError } from '../../src/config/index.js';
+import { parseConfig } from '../../src/config/index.js';
 import { cpuBudget, workerCount } from '../../src/server/workers.js';
 
 const yaml = (outpost: string) => `outpost:
@@ -35,24 +35,18 @@ test('auto: the CPUs this process may run on, capped by a cgroup v2 or v1 CPU qu
   assert.equal(cpuBudget(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' })), cpus, 'v1 without a limit');
 });
 
-test('workers: auto by default; a number as given; auto stays in one process on a store processes cannot share', () => {
+test('workers: auto by default; a number as given; both built-in stores can be shared by workers', () => {
   const redis = "  session_store: { type: redis, url: 'redis://127.0.0.1:6379' }";
   assert.equal(parseConfig(yaml(redis)).outpost.workers, 'auto');
   assert.equal(workerCount(parseConfig(yaml(redis)), () => 6), 6);
   assert.equal(workerCount(parseConfig(yaml(`${redis}\n  workers: 3`)), () => 6), 3);
-  assert.equal(workerCount(parseConfig(yaml('  workers: auto')), () => 6), 1, 'the embedded journal is one process');
+  assert.equal(workerCount(parseConfig(yaml('  workers: auto')), () => 6), 6, 'the embedded SQLite store is shared by processes');
+  assert.equal(workerCount(parseConfig(yaml('  workers: 4')), () => 6), 4);
   assert.equal(workerCount(parseConfig(yaml('  workers: 1')), () => 6), 1);
 });
 
-test('several workers on the embedded journal is a config error naming the field and its line', () => {
-  assert.throws(
-    () => parseConfig(yaml('  name: x\n  workers: 4'), { source: 'p.yaml' }),
-    (err: Error) => {
-      assert.ok(err instanceof ConfigError);
-      assert.match(err.message, /line 3:\d+: outpost\.workers: 4 workers need a session store they share .* \[config\.workers_need_shared_store\]/);
-      return true;
-    },
-  );
+test('workers must be auto or a number from 1 to 256', () => {
   assert.throws(() => parseConfig(yaml('  workers: 0')), /outpost\.workers/);
+  assert.throws(() => parseConfig(yaml('  workers: 257')), /outpost\.workers/);
   assert.throws(() => parseConfig(yaml('  workers: many')), /outpost\.workers/);
 });
