@@ -28,7 +28,7 @@ const HELP = `Usage: npm run bench -- [options]
   --sessions <n>           memory scenario: distinct sessions (default 10000)
   --memory-duration <s>    memory scenario: sustained load (default 60, as issue 5 asks)
   --long                   10 s × 5 rounds
-  --stages <list>          only stage groups containing these words (allowlist,session,access,headers,mappings,upstream)
+  --stages <list>          only stage groups containing these words (allowlist,session,access,headers,mappings,upstream,chain,store)
   --quick                  short stage measurements
   --cpu-prof               write CPU profiles of the Portcullis processes to benchmarks/results/profiles/
   --log-level <level>      log level of the Portcullis processes, written to /dev/null (default silent)

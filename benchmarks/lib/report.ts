@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ScenarioResult } from '../e2e/scenarios.js';
 import type { MemoryResult } from '../e2e/memory.js';
-import { fmtNs, fmtOps, type StageRow } from '../stages/stages.js';
+import { fmtBytes, fmtNs, fmtOps, type StageRow } from '../stages/stages.js';
 
 export interface Machine {
   nproc: number;
@@ -69,7 +69,8 @@ export function markdown(r: Results): string {
     out.push('|---|---|---:|---:|---|');
     for (const x of r.stages) {
       const target = x.targetNs ? `< ${fmtNs(x.targetNs)}: ${x.nsPerOp <= x.targetNs ? 'met' : `**missed** (${(x.nsPerOp / x.targetNs).toFixed(1)}×)`}` : '';
-      out.push(`| ${x.group} | ${x.name} | ${fmtNs(x.nsPerOp)} | ${fmtOps(x.opsPerSec)} | ${target} |`);
+      if (x.bytes !== undefined) out.push(`| ${x.group} | ${x.name} | ${fmtBytes(x.bytes)} | – | |`);
+      else out.push(`| ${x.group} | ${x.name} | ${fmtNs(x.nsPerOp)} | ${fmtOps(x.opsPerSec)} | ${target} |`);
     }
     out.push('');
   }

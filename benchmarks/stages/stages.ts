@@ -2,17 +2,21 @@
 // loader and providers as production) and run without a server on a RequestContext made by the
 // outpost's own context factory. mitata measures; ns/op and ops/s are reported.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { measure, do_not_optimize } from 'mitata';
-import { pino } from 'pino';
+import { pino, type Logger as PinoLogger } from 'pino';
 import { parseConfig } from '../../src/config/index.js';
 import { Outpost } from '../../src/server/outpost.js';
 import { EmbeddedSessionStore } from '../../src/sessions/embedded-store.js';
+import { RedisSessionStore } from '../../src/sessions/redis-store.js';
+import { startRedis } from '../../test/support/redis.js';
 import type { RequestContext, Stage } from '../../src/pipeline/contract.js';
 import { runStages } from '../../src/pipeline/chain.js';
-import type { SessionRecord } from '../../src/sessions/store.js';
+import type { SessionRecord, SessionStore } from '../../src/sessions/store.js';
 import type { Logger } from '../../src/pipeline/logger.js';
 import { compileMappings, compileAccessRules } from '../../src/mappings/index.js';
 import { buildIdentityHeaders } from '../../src/plugins/headers/stage.js';
@@ -31,6 +35,8 @@ export interface StageRow {
   p99Ns: number;
   /** The issue's target for this row, in ns, when it has one. */
   targetNs?: number;
+  /** A size, not a time (memory per session): shown instead of time/op. */
+  bytes?: number;
 }
 
 export interface StageOptions {
@@ -287,6 +293,12 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
       await bench('chain', 'proxy request, authenticated: context + all stages', () => run(proxyReq));
       await bench('chain', 'auth/nginx decision, authenticated: context + all stages', () => run(decisionReq));
     }
+
+    // --- session stores: the lookup on every request, and memory per session ------------------
+    if (want('store')) await storeBenches(parsed, bench, (row) => {
+      rows.push(row);
+      log(`  ${row.group.padEnd(10)} ${row.name.padEnd(58)} ${fmtBytes(row.bytes!).padStart(10)}`);
+    }, dir, silent);
   } finally {
     await outpost?.close().catch(() => undefined);
     await upstream?.stop().catch(() => undefined);
@@ -294,6 +306,113 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
     rmSync(dir, { recursive: true, force: true });
   }
   return rows;
+}
+
+type Bench = (group: string, name: string, fn: () => unknown, targetNs?: number) => Promise<void>;
+
+/**
+ * The SQLite store (a file) and the Redis store (a local redis-server): get() with the record
+ * cached (the row version / stored value seen before) and uncached (read + decrypt every time),
+ * the authenticated proxy chain on each (its per-session header caches hit with both), and the
+ * memory each session costs: bytes on disk or in Redis, and heap for the cached record.
+ */
+async function storeBenches(parsed: ReturnType<typeof parseConfig>, bench: Bench, size: (row: StageRow) => void, dir: string, silent: PinoLogger): Promise<void> {
+  const log = silent as unknown as Logger;
+  const keys = new Map([['app', randomBytes(32)]]);
+  const redis = await startRedis();
+  const opened: SessionStore[] = [];
+  const open = async <T extends SessionStore>(s: T): Promise<T> => {
+    await s.open();
+    opened.push(s);
+    return s;
+  };
+  const outposts: Outpost[] = [];
+  try {
+    const dbPath = join(dir, 'bench-sessions.db');
+    const sqlite = await open(new EmbeddedSessionStore({ path: dbPath, keys, log }));
+    const sqliteCold = await open(new EmbeddedSessionStore({ path: dbPath, keys, log, recordCacheSize: 0 }));
+    const red = await open(new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'bench:' }));
+    const redCold = await open(new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'bench:', recordCacheSize: 0 }));
+    const session = sessionRecord('app', 10);
+    await sqlite.put(session);
+    await red.put(session);
+    await bench('store', 'SQLite get(): row version read, record cached (hit)', () => sqlite.get(session.id));
+    await bench('store', 'SQLite get(): row read + decrypt (miss)', () => sqliteCold.get(session.id));
+    await bench('store', 'SQLite get(): unknown id', () => sqlite.get('no-such-session'));
+    await bench('store', 'Redis get(): GET, record cached (hit)', () => red.get(session.id));
+    await bench('store', 'Redis get(): GET + decrypt (miss)', () => redCold.get(session.id));
+
+    // The authenticated proxy request through every stage, with each store behind the auth stage.
+    // Outpost.create opens (and close() closes) the store it is given: one of their own.
+    const chainStores = [
+      ['SQLite', new EmbeddedSessionStore({ path: dbPath, keys, log })],
+      ['Redis', new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'bench:' })],
+    ] as const;
+    for (const [name, store] of chainStores) {
+      const o = await Outpost.create(parsed, { logger: silent, store });
+      outposts.push(o);
+      const app = o.providers.all.find((p) => p.name === 'app')!;
+      const cookie = `${app.cookieName}=${encodeURIComponent(app.sessionCodec.encode({ s: session.id }))}`;
+      const stages = o.stages.map((b) => b.stage);
+      const req = { method: 'GET', url: '/reports/2024?x=1', headers: { host: 'app.localtest', ...BROWSER_HEADERS, cookie }, socket: { remoteAddress: '127.0.0.1' } };
+      const run = () => {
+        const ctx = o.contexts.build(req, 'bench-request');
+        if ('kind' in ctx) throw new Error(`store bench: ${ctx.status}`);
+        return runStages(stages, ctx);
+      };
+      const probe = (await run()) as { kind: string };
+      if (probe.kind !== 'continue') throw new Error(`store bench: the ${name} chain answered ${probe.kind}`);
+      await bench('store', `proxy request, authenticated, ${name} store: context + all stages`, run);
+    }
+
+    // Memory per session: N logins into fresh stores.
+    const n = 300;
+    const gc = exposeGc();
+    const heap = () => {
+      gc();
+      gc();
+      return process.memoryUsage().heapUsed;
+    };
+    const memPath = join(dir, 'bench-memory.db');
+    const memSqlite = await open(new EmbeddedSessionStore({ path: memPath, keys, log }));
+    const memRedis = await open(new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'mem:' }));
+    const records = Array.from({ length: n }, () => sessionRecord('app', 10));
+    const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await (memRedis as unknown as { client: { info(s: string): Promise<string> } }).client.info('memory'))![1]);
+    const redisBefore = await usedMemory();
+    for (const r of records) await memSqlite.put(r);
+    for (const r of records) await memRedis.put(r);
+    const redisAfter = await usedMemory();
+    const fileBytes = () => statSync(memPath).size + (existsSync(memPath + '-wal') ? statSync(memPath + '-wal').size : 0);
+    await memSqlite.close(); // checkpoints the WAL into the file
+    opened.splice(opened.indexOf(memSqlite), 1);
+    const reopened = await open(new EmbeddedSessionStore({ path: memPath, keys, log }));
+    size({ group: 'store mem', name: `SQLite file, per session (${n} sessions, after checkpoint)`, nsPerOp: 0, opsPerSec: 0, p99Ns: 0, bytes: fileBytes() / n });
+    size({ group: 'store mem', name: `Redis used_memory, per session (${n} sessions)`, nsPerOp: 0, opsPerSec: 0, p99Ns: 0, bytes: (redisAfter - redisBefore) / n });
+    for (const [name, store] of [['SQLite', reopened], ['Redis', memRedis]] as const) {
+      const before = heap();
+      const kept: unknown[] = [];
+      for (const r of records) kept.push(await store.get(r.id));
+      const after = heap();
+      do_not_optimize(kept);
+      size({ group: 'store mem', name: `${name} process heap per cached record (Portcullis side)`, nsPerOp: 0, opsPerSec: 0, p99Ns: 0, bytes: Math.max(0, after - before) / n });
+    }
+  } finally {
+    for (const o of outposts) await o.close().catch(() => undefined);
+    for (const s of opened) await s.close().catch(() => undefined);
+    await redis.stop();
+  }
+}
+
+/** global.gc without starting node with --expose-gc. */
+function exposeGc(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
+
+export function fmtBytes(b: number): string {
+  if (b < 1024) return `${b.toFixed(0)} B`;
+  if (b < 1024 * 1024) return `${(b / 1024).toFixed(2)} KB`;
+  return `${(b / 1024 / 1024).toFixed(2)} MB`;
 }
 
 export function fmtNs(ns: number): string {
