@@ -47,6 +47,13 @@ export const ProviderSchema = Type.Object(
       default: true,
       description: 'Without a session cookie, authenticate Authorization: Bearer tokens (or Basic goauthentik.io/token) by introspection at the IdP; false: leave Authorization alone.',
     }),
+    access_token_format: Type.Union([Type.Literal('auto'), Type.Literal('jwt'), Type.Literal('opaque')], {
+      default: 'auto',
+      description:
+        "Header auth, before any introspection: auto: a bearer token that is a JWS with an asymmetric alg must verify against the provider's JWKS, be unexpired and name this client, else it is refused locally; jwt: the IdP issues only such JWT access tokens (authentik), so any other token is refused locally too; opaque: every token is introspected.",
+    }),
+    introspection_concurrency: Type.Integer({ minimum: 1, default: 8, description: 'Header auth: introspection calls in flight to the IdP at most; beyond: 503 with Retry-After.' }),
+    introspection_rate: Type.Integer({ minimum: 1, default: 20, description: 'Header auth: introspection calls per second at most (bursts up to the same number); beyond: 503 with Retry-After.' }),
     access_token_validity: Type.Union([Type.Integer({ minimum: 1 }), Type.String({ pattern: '^(\\s*(weeks|days|hours|minutes|seconds)=\\d+\\s*;?)+$' })], {
       default: 3600,
       description: 'Longest session lifetime: seconds, or authentik\'s form "hours=1;minutes=30"; a session also ends with its token.',

@@ -14,7 +14,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { exportJWK, generateKeyPair } from 'jose';
+import { createLocalJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
 
 export interface IdpUser {
   username: string;
@@ -60,6 +60,11 @@ export interface StartIdpOptions {
    * answers carry none of the user's claims.
    */
   claimsAtUserinfoOnly?: boolean;
+  /**
+   * Issue access tokens as JWTs (RFC 9068, `aud` = the client, signed with the current key) and
+   * introspect them, as authentik does; default: opaque tokens.
+   */
+  jwtAccessTokens?: boolean;
 }
 
 export interface RunningIdp {
@@ -104,6 +109,9 @@ export const DEMO_USERS: IdpUser[] = [
     entitlements: [],
   },
 ];
+
+/** The resource indicator of the JWT access tokens (jwtAccessTokens). */
+const JWT_RESOURCE = 'urn:portcullis:test-idp:api';
 
 export const IDP_SCOPES = ['openid', 'profile', 'email', 'entitlements', 'ak_proxy', 'offline_access'] as const;
 
@@ -323,6 +331,32 @@ function readBody(req: http.IncomingMessage, limit = 64 * 1024): Promise<string>
   });
 }
 
+function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+}
+
+/** A request whose body was read, as a fresh readable request for the next handler. */
+function replayed(req: http.IncomingMessage, body: Buffer): http.IncomingMessage {
+  const copy = new http.IncomingMessage(req.socket);
+  copy.method = req.method;
+  copy.url = req.url;
+  copy.headers = req.headers;
+  copy.rawHeaders = req.rawHeaders;
+  copy.httpVersion = req.httpVersion;
+  copy.httpVersionMajor = req.httpVersionMajor;
+  copy.httpVersionMinor = req.httpVersionMinor;
+  // Complete: otherwise its end counts as an abort, which destroys the shared socket.
+  copy.complete = true;
+  copy.push(body);
+  copy.push(null);
+  return copy;
+}
+
 function sendHtml(res: http.ServerResponse, status: number, html: string): void {
   res.statusCode = status;
   res.setHeader('Content-Type', 'text/html; charset=utf-8');
@@ -458,6 +492,23 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
         allowedPolicy: async (_ctx: unknown, client: AnyObj) => client.clientAuthMethod !== 'none',
       },
       userinfo: { enabled: true },
+      // JWT access tokens: every authorization gets the one resource server, whose tokens are
+      // JWTs for the client itself (authentik's shape: aud = client_id).
+      ...(opts.jwtAccessTokens
+        ? {
+            resourceIndicators: {
+              enabled: true,
+              defaultResource: async () => JWT_RESOURCE,
+              useGrantedResource: async () => true,
+              getResourceServerInfo: async (_ctx: unknown, _resource: string, client: AnyObj) => ({
+                scope: IDP_SCOPES.join(' '),
+                audience: client.clientId,
+                accessTokenFormat: 'jwt',
+                jwt: { sign: { alg: 'RS256' } },
+              }),
+            },
+          }
+        : {}),
     },
     ttl: {
       AccessToken: opts.accessTokenTtlSeconds ?? 3600,
@@ -634,6 +685,13 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     if (path === '/token/introspection') introspections++;
     if (path === '/me') userinfoRequests++;
     if (path === '/jwks') jwksFetches++;
+    if (opts.jwtAccessTokens && path === '/token/introspection' && req.method === 'POST') {
+      introspectJwtOrPass(req, res).catch((err: unknown) => {
+        if (!res.headersSent) sendJson(res, 500, { error: 'server_error', error_description: (err as Error).message });
+        else res.destroy();
+      });
+      return;
+    }
     const match = interactionRoute.exec(path);
     if (match) {
       handleInteraction(req, res, match[1]!).catch((err: unknown) => {
@@ -647,6 +705,47 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     }
     providerCallback(req, res);
   };
+
+  // oidc-provider refuses to introspect JWT access tokens (it does not store them); authentik
+  // introspects its own. A JWT is answered here: client authenticated as at the token endpoint,
+  // then active with the token's claims when it verifies against the IdP's keys and is unexpired
+  // (like oidc-provider's opaque answers, for any client's token: the caller must check
+  // client_id). Anything else goes on to oidc-provider with its body replayed.
+  async function introspectJwtOrPass(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = Buffer.from(await readBody(req));
+    const form = new URLSearchParams(body.toString('utf8'));
+    const token = form.get('token') ?? '';
+    let header: { alg?: unknown } | null = null;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      header = null;
+    }
+    if (header === null) {
+      providerCallback(replayed(req, body), res);
+      return;
+    }
+    let clientId = form.get('client_id') ?? '';
+    let secret = form.get('client_secret') ?? '';
+    const basic = /^Basic\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    if (basic) {
+      const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      clientId = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+      secret = decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '));
+    }
+    if (!clients.some((c) => c.client_id === clientId && c.client_secret === secret)) {
+      sendJson(res, 401, { error: 'invalid_client', error_description: 'client authentication failed' });
+      return;
+    }
+    const publicKeys = createLocalJWKSet({ keys: signingKeys.map(({ d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub }) => pub as JWK) });
+    try {
+      const { payload } = await jwtVerify(token, publicKeys, { issuer, typ: 'at+jwt' });
+      sendJson(res, 200, { ...payload, active: true, token_type: 'Bearer' });
+    } catch {
+      sendJson(res, 200, { active: false });
+    }
+  }
 
   let closed: Promise<void> | undefined;
   return {

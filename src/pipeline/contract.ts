@@ -57,9 +57,11 @@ export interface UpstreamTarget {
  *    transient record built from it (never stored) and the header is not forwarded upstream;
  *  - `refused`: the token is unknown, inactive, expired or issued to another client — 401
  *    `invalid_token` on protected paths (allowlisted paths go on anonymously);
- *  - `unavailable`: the identity provider could not be asked — 503 on protected paths.
+ *  - `unavailable`: the identity provider could not be asked — 503 on protected paths;
+ *  - `limited`: the provider's introspection bound (concurrency, rate) is reached — 503 with
+ *    Retry-After on protected paths.
  */
-export type HeaderAuthOutcome = 'accepted' | 'refused' | 'unavailable';
+export type HeaderAuthOutcome = 'accepted' | 'refused' | 'unavailable' | 'limited';
 
 export interface RequestContext {
   readonly requestId: string;

@@ -25,9 +25,18 @@ export interface AuthEvents {
   login(provider: string, ok: boolean): void;
   /** A signed-in user signed out (all of the user's sessions were ended). */
   signOut(provider: string): void;
+  /** Header auth: what became of one bearer token check (per request; keep it cheap). */
+  headerAuth(provider: string, event: HeaderAuthEvent): void;
 }
+/**
+ * `cache_hit`: answered from memory (or joined a check in flight); `local_refusal`: refused
+ * without asking the IdP (malformed, a JWT that does not verify, expired, another client's);
+ * `introspection`: one call to the IdP's introspection endpoint; `limited`: the provider's
+ * introspection bound was reached (503).
+ */
+export type HeaderAuthEvent = 'cache_hit' | 'local_refusal' | 'introspection' | 'limited';
 export const AUTH_EVENTS: InjectionToken<AuthEvents> = Symbol.for('portcullis.authEvents');
-export const NO_AUTH_EVENTS: AuthEvents = Object.freeze({ login() {}, signOut() {} });
+export const NO_AUTH_EVENTS: AuthEvents = Object.freeze({ login() {}, signOut() {}, headerAuth() {} });
 
 /** The outpost's open WebSockets (the upstream stage's proxy registers them; shutdown closes them with 1001). */
 export const WEBSOCKETS: InjectionToken<WebSocketRegistry> = Symbol.for('portcullis.websockets');

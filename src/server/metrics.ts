@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { OUTPOST_PREFIX, type ProviderRegistry } from '../config/provider.js';
-import type { AuthEvents } from '../pipeline/tokens.js';
+import type { AuthEvents, HeaderAuthEvent } from '../pipeline/tokens.js';
 import type { Logger } from '../pipeline/logger.js';
 import type { SessionStore } from '../sessions/store.js';
 import { normalizeHost } from '../http/normalize.js';
@@ -19,6 +19,7 @@ import { normalizeHost } from '../http/normalize.js';
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 const PING_URL = `${OUTPOST_PREFIX}/ping`;
+const HEADER_AUTH_EVENTS: readonly HeaderAuthEvent[] = ['cache_hit', 'local_refusal', 'introspection', 'limited'];
 const STATUS_CLASSES = ['', '1xx', '2xx', '3xx', '4xx', '5xx'];
 
 interface RequestSeries {
@@ -72,6 +73,9 @@ export class OutpostMetrics implements AuthEvents {
   private readonly authentikDurations: Histogram<'outpost_name' | 'method' | 'host' | 'type'>;
   private readonly logins: Counter<'provider' | 'result'>;
   private readonly signOuts: Counter<'provider'>;
+  private readonly headerAuthChecks: Counter<'provider' | 'outcome'>;
+  /** `provider \0 outcome` → its counter child, made for every provider at start. */
+  private readonly headerAuthSeries = new Map<string, { inc(): void }>();
   /** Label children by their label values: prom-client hashes a label object on every call. */
   private readonly requestSeries = new Map<string, RequestSeries>();
   private readonly authentikSeries = new Map<string, { observe(v: number): void }>();
@@ -118,6 +122,12 @@ export class OutpostMetrics implements AuthEvents {
       labelNames: ['provider'],
       registers,
     });
+    this.headerAuthChecks = new Counter({
+      name: 'portcullis_header_auth_total',
+      help: 'Bearer-token checks (header auth), by provider and outcome: cache_hit (answered from memory), local_refusal (refused without asking the IdP), introspection (a call to the IdP), limited (the introspection bound was reached: 503).',
+      labelNames: ['provider', 'outcome'],
+      registers,
+    });
     const store = opts.store;
     const log = opts.log;
     const sessions: Gauge = new Gauge({
@@ -150,7 +160,17 @@ export class OutpostMetrics implements AuthEvents {
       this.logins.inc({ provider: p.name, result: 'success' }, 0);
       this.logins.inc({ provider: p.name, result: 'failure' }, 0);
       this.signOuts.inc({ provider: p.name }, 0);
+      for (const outcome of HEADER_AUTH_EVENTS) {
+        const child = this.headerAuthChecks.labels(p.name, outcome);
+        child.inc(0);
+        this.headerAuthSeries.set(p.name + '\u0000' + outcome, child);
+      }
     }
+  }
+
+  /** AuthEvents: one bearer-token check. */
+  headerAuth(provider: string, event: HeaderAuthEvent): void {
+    this.headerAuthSeries.get(provider + '\u0000' + event)?.inc();
   }
 
   /** AuthEvents: a login callback finished. */

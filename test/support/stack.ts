@@ -42,8 +42,8 @@ export interface StackOptions {
   port?: number;
   /** Serve the users' claims only at userinfo (the test IdP's `claimsAtUserinfoOnly`). */
   claimsAtUserinfoOnly?: boolean;
-  /** Token lifetimes of the test IdP. */
-  idp?: Pick<StartIdpOptions, 'idTokenTtlSeconds' | 'accessTokenTtlSeconds'>;
+  /** More options of the test IdP (e.g. jwtAccessTokens). */
+  idp?: Partial<Omit<StartIdpOptions, 'clients' | 'users'>>;
 }
 
 export interface Stack {

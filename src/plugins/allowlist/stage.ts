@@ -117,6 +117,18 @@ export function challenge(ctx: RequestContext): Respond {
       extraHeaders: { 'retry-after': '5' },
     });
   }
+  if (ctx.headerAuth === 'limited') {
+    // The bound that keeps Portcullis from flooding the IdP: refilled within a second.
+    return page({
+      status: 503,
+      title: 'Too many token checks',
+      message: 'Too many access tokens are being checked with the identity provider right now; try again in a moment.',
+      requestId: ctx.requestId,
+      wantsJson: ctx.wantsJson,
+      code: 'auth.introspection_limited',
+      extraHeaders: { 'retry-after': '1' },
+    });
+  }
   if (ctx.entry === 'nginx') {
     // nginx turns the 401 into a redirect to /start (error_page 401 = …) itself.
     return { kind: 'respond', status: 401, headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }, body: 'unauthorized request' };

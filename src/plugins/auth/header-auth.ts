@@ -12,10 +12,20 @@
 // client_id, sha256 of the token — never the token itself): accepted tokens for at most 60 s
 // and never past their expiry, refusals for 10 s (to blunt floods of made-up tokens), failures
 // to reach the IdP for 5 s. A user's entries go when the user signs out.
+//
+// The IdP is protected from Portcullis's own traffic: a made-up token is never seen twice, so the
+// cache alone would turn every request with a random bearer token into an introspection call.
+// Before any call, a token that cannot be valid is refused locally (checkLocally: a JWT that does
+// not verify against the provider's signing keys, is expired or names another client; with
+// `access_token_format: jwt` anything that is not such a JWT), and the calls that remain are
+// bounded per provider (IntrospectionBound: concurrency and rate), beyond which the request gets
+// 503 with Retry-After instead of another call.
 import { createHash } from 'node:crypto';
 import * as client from 'openid-client';
+import { decodeProtectedHeader, errors as jose, type JWSHeaderParameters } from 'jose';
 import type { ProviderRuntime } from '../../config/provider.js';
 import type { Logger } from '../../pipeline/logger.js';
+import { NO_AUTH_EVENTS, type AuthEvents } from '../../pipeline/tokens.js';
 import { validateProxyClaims } from '../../mappings/index.js';
 import { userKeyOf, userTag, type Claims, type SessionProxySettings, type SessionRecord } from '../../sessions/store.js';
 import { normalizeClaims } from '../../oidc/claims.js';
@@ -38,7 +48,8 @@ export const MAX_TOKEN_LENGTH = 8192;
 export type HeaderAuthResult =
   | { readonly kind: 'accepted'; readonly session: SessionRecord }
   | { readonly kind: 'refused'; readonly reason: string }
-  | { readonly kind: 'unavailable'; readonly reason: string };
+  | { readonly kind: 'unavailable'; readonly reason: string }
+  | { readonly kind: 'limited'; readonly reason: string };
 
 /** The introspection answer (RFC 7662 §2.2): `active` plus whatever claims the IdP adds. */
 export type IntrospectionAnswer = Record<string, unknown>;
@@ -164,6 +175,88 @@ function refused(reason: string): HeaderAuthResult {
   return { kind: 'refused', reason };
 }
 
+/** Signature algorithms whose keys a JWKS publishes: only these can be checked locally. */
+const ASYMMETRIC_ALG = /^(?:(?:RS|PS|ES)(?:256|384|512)|ES256K|EdDSA|Ed25519|Ed448)$/;
+
+function jwsHeaderOf(token: string): JWSHeaderParameters | null {
+  if (!isJwt(token)) return null;
+  try {
+    return decodeProtectedHeader(token);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The check before any introspection (`now` in ms): a refusal when the token cannot be valid,
+ * or null when only the IdP can tell. With `access_token_format` auto, a compact JWS with an
+ * asymmetric `alg` must verify against the provider's signing keys (an unknown key id makes them
+ * be fetched again, boundedly), be unexpired and not before its `nbf`, name this client in
+ * `client_id`, `azp` or `aud` when it names any, and come from the provider's issuer when it says;
+ * other tokens go to the IdP. With `jwt` every other token is refused too; `opaque` checks nothing.
+ * A JWT that cannot be checked (discovery or the JWKS unreachable) goes to the IdP as well.
+ */
+export async function checkLocally(p: ProviderRuntime, token: string, now: number): Promise<HeaderAuthResult | null> {
+  const format = p.config.access_token_format;
+  if (format === 'opaque') return null;
+  const header = jwsHeaderOf(token);
+  if (header === null || typeof header.alg !== 'string' || !ASYMMETRIC_ALG.test(header.alg)) {
+    return format === 'jwt' ? refused('not a JWT signed by the provider') : null;
+  }
+  let payload: Record<string, unknown>;
+  let issuer: string;
+  try {
+    issuer = (await p.oidc.ready()).serverMetadata().issuer;
+    ({ payload } = await p.oidc.verifyJwt(token, { currentDate: new Date(now) }));
+  } catch (err) {
+    if (err instanceof jose.JWTExpired) return refused('expired');
+    if (err instanceof jose.JWTClaimValidationFailed) return refused(`JWT claim ${err.claim}: ${err.reason}`);
+    if (err instanceof jose.JOSEError) return refused(`JWT: ${err.code}`);
+    return null;
+  }
+  const clientId = p.config.client_id;
+  const aud = payload.aud;
+  const named = [payload.client_id, payload.azp, ...(Array.isArray(aud) ? aud : [aud])].filter((v) => v !== undefined);
+  if (named.length > 0 && !named.includes(clientId)) return refused('issued to another client');
+  if (payload.iss !== undefined && payload.iss !== issuer) return refused('issued by another issuer');
+  return null;
+}
+
+/**
+ * The bound on one provider's introspection calls: at most `concurrency` in flight, and a token
+ * bucket of `ratePerSecond` (as many again in a burst). A call over the bound is not made.
+ */
+export class IntrospectionBound {
+  private inflight = 0;
+  private tokens: number;
+  private refilledAt: number;
+
+  constructor(
+    readonly concurrency: number,
+    readonly ratePerSecond: number,
+    private readonly now: () => number,
+  ) {
+    this.tokens = ratePerSecond;
+    this.refilledAt = now();
+  }
+
+  /** Takes a slot for one call, or false when the bound is reached. */
+  tryAcquire(): boolean {
+    if (this.inflight >= this.concurrency) return false;
+    const now = this.now();
+    this.tokens = Math.min(this.ratePerSecond, this.tokens + ((now - this.refilledAt) * this.ratePerSecond) / 1000);
+    this.refilledAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    this.inflight++;
+    return true;
+  }
+
+  release(): void {
+    this.inflight--;
+  }
+}
+
 /** The real introspector: openid-client's tokenIntrospection with the provider's configuration. */
 export const introspectWithOpenidClient: Introspector = async (p, token) => {
   const config = await p.oidc.ready();
@@ -193,6 +286,8 @@ export interface HeaderAuthOptions {
   /** Clock (ms), for tests. */
   now?: () => number;
   maxEntries?: number;
+  /** Metrics. */
+  events?: AuthEvents;
 }
 
 export class HeaderAuthenticator {
@@ -208,6 +303,9 @@ export class HeaderAuthenticator {
   private readonly userinfo: UserinfoFetcher;
   private readonly now: () => number;
   private readonly maxEntries: number;
+  private readonly events: AuthEvents;
+  /** Per provider name, made on first use from the provider's config. */
+  private readonly bounds = new Map<string, IntrospectionBound>();
 
   constructor(
     private readonly log: Logger,
@@ -217,20 +315,26 @@ export class HeaderAuthenticator {
     this.userinfo = opts.userinfo ?? userinfoOfProvider;
     this.now = opts.now ?? Date.now;
     this.maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.events = opts.events ?? NO_AUTH_EVENTS;
   }
 
-  /** The decision on `token` for provider `p`: from the cache (synchronously) or the IdP. */
+  /** The decision on `token` for provider `p`: from the cache (synchronously), locally, or the IdP. */
   authenticate(p: ProviderRuntime, token: string): HeaderAuthResult | Promise<HeaderAuthResult> {
-    if (token === '') return refused('empty token');
-    if (token.length > MAX_TOKEN_LENGTH) return refused('token too long');
+    if (token === '') return this.refusedLocally(p, refused('empty token'));
+    if (token.length > MAX_TOKEN_LENGTH) return this.refusedLocally(p, refused('token too long'));
     const key = cacheKey(p, token);
     const now = this.now();
     const hit = this.lookup(key, now);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      this.events.headerAuth(p.name, 'cache_hit');
+      return hit;
+    }
     let pending = this.inflight.get(key);
     if (pending === undefined) {
-      pending = this.ask(p, token, key).finally(() => this.inflight.delete(key));
+      pending = this.check(p, token, key).finally(() => this.inflight.delete(key));
       this.inflight.set(key, pending);
+    } else {
+      this.events.headerAuth(p.name, 'cache_hit');
     }
     return pending;
   }
@@ -267,9 +371,42 @@ export class HeaderAuthenticator {
     return undefined;
   }
 
-  private async ask(p: ProviderRuntime, token: string, key: string): Promise<HeaderAuthResult> {
+  /** Local refusal, bound, then the IdP. Local refusals and bound hits are not cached: they cost no call. */
+  private async check(p: ProviderRuntime, token: string, key: string): Promise<HeaderAuthResult> {
     const epoch = this.epoch;
+    const local = await checkLocally(p, token, this.now());
+    if (local !== null) return this.refusedLocally(p, local);
+    const bound = this.boundOf(p);
+    if (!bound.tryAcquire()) {
+      this.events.headerAuth(p.name, 'limited');
+      return { kind: 'limited', reason: 'the introspection bound is reached' };
+    }
+    try {
+      return await this.ask(p, token, key, epoch);
+    } finally {
+      bound.release();
+    }
+  }
+
+  private refusedLocally(p: ProviderRuntime, result: HeaderAuthResult): HeaderAuthResult {
+    this.events.headerAuth(p.name, 'local_refusal');
+    if (result.kind === 'refused') this.log.debug({ provider: p.name, reason: result.reason }, 'bearer token refused without introspection');
+    return result;
+  }
+
+  private boundOf(p: ProviderRuntime): IntrospectionBound {
+    let bound = this.bounds.get(p.name);
+    if (bound === undefined) {
+      bound = new IntrospectionBound(p.config.introspection_concurrency, p.config.introspection_rate, this.now);
+      this.bounds.set(p.name, bound);
+    }
+    return bound;
+  }
+
+  /** `epoch`: when the check began; a purge since then keeps the answer out of the cache. */
+  private async ask(p: ProviderRuntime, token: string, key: string, epoch: number): Promise<HeaderAuthResult> {
     let result: HeaderAuthResult;
+    this.events.headerAuth(p.name, 'introspection');
     try {
       const { issuer, answer } = await this.introspect(p, token);
       result = evaluateIntrospection(p, issuer, token, answer, this.now(), this.log);

@@ -39,7 +39,7 @@ export class AuthStage implements Stage {
     const own = log.child({ stage: 'auth' });
     this.log = own;
     this.login = new LoginFlow(providers.all, store, own, events);
-    this.headerAuth = new HeaderAuthenticator(own);
+    this.headerAuth = new HeaderAuthenticator(own, { events });
   }
 
   run(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {

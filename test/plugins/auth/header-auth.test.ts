@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import {
   HeaderAuthenticator,
+  IntrospectionBound,
   IntrospectionRefusal,
+  checkLocally,
   NEGATIVE_TTL_MS,
   POSITIVE_TTL_MS,
   UNAVAILABLE_TTL_MS,
@@ -18,6 +20,7 @@ import {
 import type { AuthStage } from '../../../src/plugins/auth/stage.js';
 import type { ProviderRuntime } from '../../../src/config/provider.js';
 import type { Logger } from '../../../src/pipeline/logger.js';
+import type { HeaderAuthEvent } from '../../../src/pipeline/tokens.js';
 import { userKeyOf } from '../../../src/sessions/store.js';
 import { createHarness, type Harness } from '../support.js';
 
@@ -59,24 +62,29 @@ function accepted(r: HeaderAuthResult | Promise<HeaderAuthResult>): Extract<Head
 }
 
 /** An authenticator over a fake IdP whose answer (or failure) the test sets; counts calls. */
-function fake(initial: () => IntrospectionAnswer | Error, opts: { maxEntries?: number } = {}) {
+function fake(initial: () => IntrospectionAnswer | Error | Promise<IntrospectionAnswer>, opts: { maxEntries?: number } = {}) {
   const state = {
     now: T0,
     calls: 0,
     reply: initial,
+    events: [] as string[],
   };
   const auth = new HeaderAuthenticator(silent, {
     now: () => state.now,
     maxEntries: opts.maxEntries,
     introspect: async () => {
       state.calls++;
-      const r = state.reply();
+      const r = await state.reply();
       if (r instanceof Error) throw r;
       return { issuer: ISSUER, answer: r };
     },
+    events: { login() {}, signOut() {}, headerAuth: (provider: string, event: HeaderAuthEvent) => void state.events.push(`${provider}:${event}`) },
   });
   return { auth, state };
 }
+
+/** The provider with other config fields (the runtime is otherwise the same). */
+const withConfig = (p: ProviderRuntime, over: Partial<ProviderRuntime['config']>): ProviderRuntime => ({ ...p, config: { ...p.config, ...over } });
 
 describe('tokenOf: what Authorization carries for Portcullis', () => {
   test('Bearer, scheme in any case, surrounding spaces ignored', () => {
@@ -288,6 +296,75 @@ describe('the cache', () => {
     const calls = state.calls;
     await auth.authenticate(app, 'alice-3');
     assert.equal(state.calls, calls + 1);
+  });
+});
+
+describe('protecting the IdP', () => {
+  test('IntrospectionBound: at most `concurrency` in flight, a bucket of `rate` per second', () => {
+    let now = T0;
+    const bound = new IntrospectionBound(2, 3, () => now);
+    assert.equal(bound.tryAcquire(), true);
+    assert.equal(bound.tryAcquire(), true);
+    assert.equal(bound.tryAcquire(), false, 'two in flight');
+    bound.release();
+    assert.equal(bound.tryAcquire(), true, 'the third token of the bucket');
+    bound.release();
+    bound.release();
+    assert.equal(bound.tryAcquire(), false, 'the bucket is empty');
+    now += 333;
+    assert.equal(bound.tryAcquire(), false, 'not yet one token back');
+    now += 1;
+    assert.equal(bound.tryAcquire(), true, '1/3 s later one call again');
+    bound.release();
+    now += 60_000;
+    for (let i = 0; i < 3; i++) {
+      assert.equal(bound.tryAcquire(), true);
+      bound.release();
+    }
+    assert.equal(bound.tryAcquire(), false, 'the bucket never holds more than `rate`');
+  });
+
+  test('over the bound: limited, no call, not cached; the bound is per provider', async () => {
+    const held: Array<() => void> = [];
+    const { auth, state } = fake(() => new Promise<IntrospectionAnswer>((resolve) => held.push(() => resolve(answer()))));
+    const limited = withConfig(app, { introspection_concurrency: 2, introspection_rate: 100 });
+    const first = [auth.authenticate(limited, 't1'), auth.authenticate(limited, 't2')];
+    await new Promise((r) => setImmediate(r));
+    assert.equal(state.calls, 2);
+    assert.deepEqual(await auth.authenticate(limited, 't3'), { kind: 'limited', reason: 'the introspection bound is reached' });
+    assert.equal(state.calls, 2, 'no third call while two are in flight');
+    const elsewhere = auth.authenticate(other, 't3');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(state.calls, 3, "another provider's bound is its own");
+    for (const release of held) release();
+    state.reply = () => answer();
+    await Promise.all([...first, elsewhere]);
+    assert.equal((await auth.authenticate(limited, 't3')).kind, 'accepted', 'a limited token is not remembered as such');
+    assert.deepEqual(
+      state.events.filter((e) => e.startsWith('app:')),
+      ['app:introspection', 'app:introspection', 'app:limited', 'app:introspection'],
+    );
+  });
+
+  test('events: cache hits (also joining a check in flight) and local refusals are counted', async () => {
+    const { auth, state } = fake(() => answer());
+    await Promise.all([auth.authenticate(app, 'tok'), auth.authenticate(app, 'tok')]);
+    accepted(auth.authenticate(app, 'tok'));
+    auth.authenticate(app, '');
+    assert.deepEqual(state.events, ['app:cache_hit', 'app:introspection', 'app:cache_hit', 'app:local_refusal'], 'the join is counted at once, the call after the local check');
+  });
+
+  test("access_token_format: opaque checks nothing locally; jwt refuses what is not a JWS with an asymmetric alg; auto leaves those to the IdP", async () => {
+    const none = 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2ln';
+    const hs = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
+    for (const token of ['opaque-token', none, hs, 'not.a.jws']) {
+      assert.equal(await checkLocally(withConfig(app, { access_token_format: 'opaque' }), token, T0), null);
+      assert.equal(await checkLocally(withConfig(app, { access_token_format: 'auto' }), token, T0), null, token);
+      assert.deepEqual(await checkLocally(withConfig(app, { access_token_format: 'jwt' }), token, T0), { kind: 'refused', reason: 'not a JWT signed by the provider' });
+    }
+    const { auth, state } = fake(() => answer());
+    assert.equal((await auth.authenticate(withConfig(app, { access_token_format: 'jwt' }), 'opaque-token')).kind, 'refused');
+    assert.equal(state.calls, 0, 'refused without a call');
   });
 });
 
