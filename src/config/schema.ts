@@ -170,6 +170,7 @@ export const OutpostSchema = Type.Object(
       {
         http: Type.Optional(Listener),
         https: Type.Optional(Listener),
+        https_http2: Type.Boolean({ default: true, description: 'Offer HTTP/2 on the HTTPS listener (ALPN h2, with http/1.1 beside it); false: HTTP/1.1 only.' }),
       },
       { additionalProperties: false, default: {} },
     ),

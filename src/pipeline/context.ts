@@ -160,6 +160,16 @@ export class ContextFactory {
       });
     }
 
+    // HTTP/2 names the host in `:authority` (RFC 9113 §8.3.1), and a Host beside it must agree:
+    // the authority becomes the Host that everything after this reads (entries, logs, metrics).
+    const authority = headers[':authority'];
+    if (authority !== undefined) {
+      if (headers.host !== undefined && headers.host !== authority) {
+        return page({ status: 400, title: 'Bad request', message: 'The request names two different hosts (:authority and Host).', requestId, wantsJson: json, code: 'request.conflicting_host' });
+      }
+      (headers as Record<string, unknown>).host = authority;
+    }
+
     // Normalized once, before routing (rewriteRequestUrl); a view built elsewhere (a benchmark,
     // a test) is normalized here.
     const pre = (req as unknown as Record<symbol, SplitTarget | Error | undefined>)[kTarget];

@@ -8,6 +8,7 @@ import { CONTINUE } from './contract.js';
 import { isPromise, type BuiltStage } from './chain.js';
 import type { ContextFactory } from './context.js';
 import { page } from '../http/pages.js';
+import { HOP_BY_HOP_HEADERS } from '../http/hop-by-hop.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -29,10 +30,17 @@ export function sendRespond(reply: FastifyReply, ctx: RequestContext | null, out
   const cookies = ctx?.setCookies;
   if (cookies) for (const c of cookies) headers.push('set-cookie', c);
   headers.push('content-length', String(Buffer.byteLength(body)));
+  // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2; Node throws on them): a stage
+  // that sets one for HTTP/1.1 still answers h2 clients.
+  if (reply.request.raw.httpVersionMajor === 2) dropHopByHop(headers);
   reply.hijack();
   reply.raw.writeHead(out.status, headers);
   reply.raw.end(body);
   return reply;
+}
+
+function dropHopByHop(list: string[]): void {
+  for (let i = list.length - 2; i >= 0; i -= 2) if (HOP_BY_HOP_HEADERS.has(list[i]!.toLowerCase())) list.splice(i, 2);
 }
 
 const EMPTY: readonly string[] = Object.freeze([]);

@@ -200,7 +200,7 @@ export class OutpostMetrics implements AuthEvents {
       entry = 'ping';
       type = 'ping';
       // The provider's external host when the Host names one, else nothing (never the raw Host).
-      host = this.providers.forHost(normalizeHost(request.headers.host, request.protocol))?.externalHost ?? '';
+      host = this.providers.forHost(normalizeHost(request.host, request.protocol))?.externalHost ?? '';
     }
     const status = reply.statusCode;
     const statusClass = STATUS_CLASSES[(status / 100) | 0] ?? 'other';

@@ -10,7 +10,6 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import { resolve } from 'node:path';
@@ -34,6 +33,7 @@ import { page } from '../http/pages.js';
 import { EXTRA_METHODS } from '../http/methods.js';
 import { builtInStages, builtInEntries } from '../plugins/index.js';
 import { buildTls } from './tls.js';
+import { createHttpsListener, type HttpsListener } from './https-listener.js';
 import { OutpostMetrics } from './metrics.js';
 import { WebSocketRegistry } from './websockets.js';
 import './workers.js'; // registers the outpost.workers config check
@@ -131,7 +131,7 @@ export class Outpost {
   private generation: Generation;
   /** Retired generations still serving requests or WebSockets. */
   private readonly retiring = new Set<Generation>();
-  private readonly servers = new Map<ListenerKind, http.Server | https.Server>();
+  private readonly servers = new Map<ListenerKind, http.Server | HttpsListener>();
   /** Upgraded sockets (WebSockets): Node's server no longer tracks them once upgraded. */
   private readonly upgraded = new Set<Socket>();
   private readonly websockets: WebSocketRegistry;
@@ -354,11 +354,14 @@ export class Outpost {
     if (httpsListen) {
       const tlsSetup = await this.loadTls(this.config);
       this.sni = tlsSetup.match;
-      const server = https.createServer({
-        ...tlsSetup.serverOptions,
-        // Indirect, so that a reload can change the certificates without a new listener.
-        SNICallback: (servername, cb) => cb(null, this.sni!(servername)),
-      });
+      const server = createHttpsListener(
+        {
+          ...tlsSetup.serverOptions,
+          // Indirect, so that a reload can change the certificates without a new listener.
+          SNICallback: (servername, cb) => cb(null, this.sni!(servername)),
+        },
+        this.config.outpost.listeners.https_http2,
+      );
       out.https = await this.listenOn('https', server, httpsListen);
     }
     const metricsListen = this.config.outpost.metrics?.listen;
@@ -388,7 +391,7 @@ export class Outpost {
     return { serverOptions: setup.serverOptions, match };
   }
 
-  private async listenOn(kind: ListenerKind, server: http.Server | https.Server, address: string): Promise<AddressInfo> {
+  private async listenOn(kind: ListenerKind, server: http.Server | HttpsListener, address: string): Promise<AddressInfo> {
     // Fastify's default for the servers it makes (Node's own is 5 s, shorter than most proxies' idle timeout).
     server.keepAliveTimeout = 72_000;
     const dispatch = (req: IncomingMessage, res: ServerResponse) => {
@@ -544,6 +547,7 @@ export function restartOnlyChanges(running: PortcullisConfig, next: PortcullisCo
   const fields: [string, (c: PortcullisConfig) => unknown][] = [
     ['outpost.listeners.http', (c) => c.outpost.listeners.http ?? null],
     ['outpost.listeners.https', (c) => c.outpost.listeners.https ?? null],
+    ['outpost.listeners.https_http2', (c) => c.outpost.listeners.https_http2],
     ['outpost.session_store', (c) => c.outpost.session_store],
     ['outpost.metrics.listen', (c) => c.outpost.metrics?.listen ?? null],
     ['outpost.workers', (c) => c.outpost.workers],

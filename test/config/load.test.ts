@@ -47,7 +47,7 @@ function only(err: ConfigError): ConfigIssue {
 test('a minimal file loads with every default applied', () => {
   const config = parseConfig(minimal(), { env: {}, baseDir: dir });
   assert.equal(config.baseDir, dir);
-  assert.deepEqual(config.outpost.listeners, { http: '0.0.0.0:9000', https: '0.0.0.0:9443' });
+  assert.deepEqual(config.outpost.listeners, { http: '0.0.0.0:9000', https: '0.0.0.0:9443', https_http2: true });
   assert.deepEqual(config.outpost.trusted_proxies, []);
   assert.equal(config.outpost.name, 'portcullis');
   assert.deepEqual(config.outpost.session_store, { type: 'embedded', path: '.portcullis/sessions.db', max_sessions_per_user: 100 });
@@ -69,9 +69,9 @@ test('a minimal file loads with every default applied', () => {
 
 test('listeners given in part keep the other default; null disables a listener', () => {
   const config = parseConfig(`outpost:\n  listeners:\n    http: "127.0.0.1:8000"\n    https: null\n${minimal()}`, { env: {} });
-  assert.deepEqual(config.outpost.listeners, { http: '127.0.0.1:8000', https: null });
+  assert.deepEqual(config.outpost.listeners, { http: '127.0.0.1:8000', https: null, https_http2: true });
   const partial = parseConfig(`outpost:\n  name: edge\n${minimal()}`, { env: {} });
-  assert.deepEqual(partial.outpost.listeners, { http: '0.0.0.0:9000', https: '0.0.0.0:9443' });
+  assert.deepEqual(partial.outpost.listeners, { http: '0.0.0.0:9000', https: '0.0.0.0:9443', https_http2: true });
   assert.equal(partial.outpost.name, 'edge');
 });
 

@@ -40,6 +40,8 @@ export interface StackOptions {
   extraConfig?: Record<string, unknown>;
   /** Port for Portcullis's HTTP listener (default: a free one). */
   port?: number;
+  /** Port for the HTTPS listener when `https` (default: a free one). */
+  httpsPort?: number;
   /** Serve the users' claims only at userinfo (the test IdP's `claimsAtUserinfoOnly`). */
   claimsAtUserinfoOnly?: boolean;
   /** More options of the test IdP (e.g. jwtAccessTokens). */
@@ -67,7 +69,7 @@ export const quietLogger = () => pino({ level: process.env.PORTCULLIS_TEST_LOG ?
 
 export async function startStack(opts: StackOptions): Promise<Stack> {
   const port = opts.port ?? (await freePort());
-  const httpsPort = opts.https ? await freePort() : null;
+  const httpsPort = opts.https ? (opts.httpsPort ?? (await freePort())) : null;
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-test-'));
   const journal = opts.journal ?? join(dir, 'sessions.db');
   const upstream = await startUpstream({ name: 'upstream' });

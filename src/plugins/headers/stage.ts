@@ -185,7 +185,8 @@ export class HeadersStage implements Stage {
     const stripAuth = this.stripAuthorization[ctx.provider.index]! || ctx.headerAuth === 'accepted';
     for (const name in src) {
       const value = src[name];
-      if (value === undefined) continue;
+      // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) belong to the client's hop.
+      if (value === undefined || name.charCodeAt(0) === 58 /* : */) continue;
       const norm = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
       if (NOT_COPIED.has(norm) || RESERVED.has(norm) || norm.startsWith(IDENTITY_PREFIX)) continue;
       if (!ctx.peerTrusted && FROM_TRUSTED_PROXIES_ONLY.has(norm)) continue;
