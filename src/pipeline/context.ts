@@ -29,6 +29,12 @@ export interface EntryResolver {
   /** Exact path, or a prefix when `prefix` is true (Envoy). */
   readonly path: string;
   readonly prefix?: boolean;
+  /**
+   * The status for a client's request target that is refused (dot segments, a climb through an
+   * encoded separator): 400, or 403 for a reverse proxy that passes only 2xx/401/403 on to the
+   * browser (nginx's auth_request turns a 400 into a 500).
+   */
+  readonly refusedTargetStatus?: 400 | 403;
   /** The original request, or an error answer (missing headers: 400; untrusted caller: 403). */
   extract(req: RawRequestView, view: PeerView, requestPath: string): OriginalRequest | Respond;
 }
@@ -204,7 +210,7 @@ export class ContextFactory {
       try {
         target = splitTarget(utf8FromHeader(original.target));
       } catch (err) {
-        return badTarget(err as Error, view);
+        return badTarget(err as Error, view, resolver.refusedTargetStatus);
       }
     } else {
       scheme = req.socket.encrypted ? 'https' : 'http';
@@ -342,9 +348,9 @@ function first(v: string | string[] | undefined): string | undefined {
   return (comma === -1 ? s : s.slice(0, comma)).trim();
 }
 
-function badTarget(err: Error, view: PeerView): Respond {
+function badTarget(err: Error, view: PeerView, status: 400 | 403 = 400): Respond {
   return page({
-    status: 400,
+    status,
     title: 'Bad request',
     message: `The request target was refused: ${err instanceof TargetError ? err.reason : 'invalid'}.`,
     requestId: view.requestId,

@@ -13,7 +13,9 @@
 // Every resolver refuses, in this order:
 //  - a caller whose forwarded headers are not believed (403, names `trusted_proxies`);
 //  - a missing or unparsable forwarding header (400, names the header) — never a 2xx;
-//  - a forwarded path with dot segments (400): the proxy passes the raw path upstream;
+//  - a forwarded path with dot segments, or one that cannot be normalized: the proxy passes the
+//    raw path upstream. 400, except to nginx: 403, because auth_request turns any answer but
+//    2xx, 401 and 403 into a 500 for the browser;
 //  - a request that carries an X-authentik-* header spelled with `_` (`X_authentik_username`):
 //    403. nginx with `underscores_in_headers on` passes such a header to the application and
 //    cannot replace it (proxy_set_header matches the exact spelling), and CGI-style servers read it
@@ -61,6 +63,7 @@ export function splitAbsoluteUrl(url: string): { scheme: 'http' | 'https'; host:
 const nginxEntry: EntryResolver = {
   entry: 'nginx',
   path: AUTH_PATHS.nginx,
+  refusedTargetStatus: 403,
   extract(req, view) {
     const refused = common(req, view, 'nginx');
     if (refused) return refused;
@@ -108,7 +111,7 @@ const nginxEntry: EntryResolver = {
       }
       if (normalized !== undefined && OWN_ENDPOINTS.has(normalized)) return ALLOW_OWN_ENDPOINT;
     }
-    if (dotSegmentIn(path)) return badHeader(view, 'nginx', url !== undefined ? 'X-Original-URL' : 'X-Original-URI', 'has a "." or ".." path segment');
+    if (dotSegmentIn(path)) return dotSegmentRefused(view, 'nginx', url !== undefined ? 'X-Original-URL' : 'X-Original-URI', 403);
     return { method, scheme: original.scheme, host: original.host, target: path };
   },
 };
@@ -131,7 +134,7 @@ function forwardedHeaders(entry: 'traefik' | 'caddy'): EntryResolver {
       const uri = single(h['x-forwarded-uri']);
       if (uri === undefined) return missing(view, entry, 'X-Forwarded-Uri');
       if (!uri.startsWith('/')) return badHeader(view, entry, 'X-Forwarded-Uri', 'must start with "/"');
-      if (dotSegmentIn(uri)) return badHeader(view, entry, 'X-Forwarded-Uri', 'has a "." or ".." path segment');
+      if (dotSegmentIn(uri)) return dotSegmentRefused(view, entry, 'X-Forwarded-Uri', 400);
       const method = single(h['x-forwarded-method']);
       if (method === undefined) return missing(view, entry, 'X-Forwarded-Method');
       if (!METHOD.test(method)) return badHeader(view, entry, 'X-Forwarded-Method', 'is not an HTTP method');
@@ -159,7 +162,7 @@ const envoyEntry: EntryResolver = {
         message: `${AUTH_PATHS.envoy}: the check request's path has a "." or ".." segment. Enable normalize_path in Envoy's HTTP connection manager (docs/reverse-proxies/).`,
         requestId: view.requestId,
         wantsJson: view.wantsJson,
-        code: 'forward.invalid_header',
+        code: 'forward.dot_segment',
       });
     }
     const rest = req.url.slice(AUTH_PATHS.envoy.length);
@@ -246,6 +249,17 @@ function missing(view: PeerView, entry: string, header: string, hint?: string): 
     requestId: view.requestId,
     wantsJson: view.wantsJson,
     code: 'forward.missing_header',
+  });
+}
+
+function dotSegmentRefused(view: PeerView, entry: string, header: string, status: 400 | 403): Respond {
+  return page({
+    status,
+    title: 'Path refused',
+    message: `${AUTH_PATHS[entry as keyof typeof AUTH_PATHS]}: the forwarded path (${header}) has a "." or ".." segment. The reverse proxy passes the path to the application as it is, so Portcullis does not decide on a resolved one.`,
+    requestId: view.requestId,
+    wantsJson: view.wantsJson,
+    code: 'forward.dot_segment',
   });
 }
 
