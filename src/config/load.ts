@@ -1,11 +1,12 @@
 // Reads, interpolates and validates the configuration file. One validator serves both the
 // start-up path and `portcullis --check`; every error names the field and its line in the file.
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { LineCounter, parseDocument, isMap, isSeq, type Node } from "yaml";
+import { LineCounter, parseDocument, isMap, isSeq, type Node, type YAMLError } from 'yaml';
 import RE2 from 're2';
 import { ConfigSchema, type PortcullisConfig, type ProviderConfig } from './schema.js';
 import { parseDuration } from './duration.js';
@@ -36,7 +37,8 @@ export class ConfigError extends Error {
 
 export function formatIssue(issue: ConfigIssue): string {
   const where = issue.line ? `line ${issue.line}${issue.column ? `:${issue.column}` : ''}: ` : '';
-  return `${where}${issue.field || '(root)'}: ${issue.message} [${issue.code}]`;
+  const what = issue.field ? `${issue.field}: ` : issue.code === 'config.yaml_syntax' ? 'YAML syntax error: ' : '';
+  return `${where}${what}${issue.message} [${issue.code}]`;
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false });
@@ -56,7 +58,7 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
   try {
     text = readFileSync(absolute, 'utf8');
   } catch (err) {
-    throw new ConfigError(path, [{ code: 'config.unreadable', field: '', message: (err as Error).message }]);
+    throw new ConfigError(path, [{ code: 'config.unreadable', field: '', message: `cannot read ${absolute}: ${describeFsError(err)}` }]);
   }
   return parseConfig(text, { source: path, baseDir: dirname(absolute), env });
 }
@@ -65,6 +67,11 @@ export interface ParseOptions {
   source?: string;
   baseDir?: string;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Check the files the config names (TLS certificates and keys exist and parse, the embedded
+   * store's journal can be written). Default true; nothing is created or contacted.
+   */
+  resources?: boolean;
 }
 
 export function parseConfig(text: string, opts: ParseOptions = {}): PortcullisConfig {
@@ -89,16 +96,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): PortcullisCo
     return { line: pos.line, column: pos.col };
   };
 
-  if (doc.errors.length > 0) {
-    throw new ConfigError(
-      source,
-      doc.errors.map((e) => {
-        // Without prettyErrors, yaml gives only the offset: the line comes from the counter.
-        const pos = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0]);
-        return { code: 'config.yaml_syntax', field: '', message: e.message.split('\n')[0] ?? e.message, line: pos?.line, column: pos?.col };
-      }),
-    );
-  }
+  if (doc.errors.length > 0) throw new ConfigError(source, [yamlSyntaxIssue(text, doc.errors, lineCounter)]);
 
   const issues: ConfigIssue[] = [];
   const report = (path: (string | number)[], code: string, message: string): void => {
@@ -137,9 +135,54 @@ export function parseConfig(text: string, opts: ParseOptions = {}): PortcullisCo
   full.outpost.listeners.https = full.outpost.listeners.https === undefined ? '0.0.0.0:9443' : full.outpost.listeners.https;
 
   semanticChecks(full, report);
+  if (opts.resources !== false) resourceChecks(full, report);
   for (const check of extraChecks) check(full, report);
   if (issues.length > 0) throw new ConfigError(source, issues);
   return full;
+}
+
+/**
+ * One issue for a YAML syntax error: the parser's first error (the others follow from it), at the
+ * line that is wrong, saying what is wrong. The parser reports an over-indented key as a compact
+ * mapping on the line above ("issuer: x" followed by a deeper "client_id: y"): that case names the
+ * deeper line.
+ */
+function yamlSyntaxIssue(text: string, errors: readonly YAMLError[], lines: LineCounter): ConfigIssue {
+  const first = errors[0]!;
+  const at = lines.linePos(first.pos[0]);
+  const issue = (line: number, column: number, message: string): ConfigIssue => ({ code: 'config.yaml_syntax', field: '', message, line, column });
+  if (first.code === 'BLOCK_AS_IMPLICIT_KEY') {
+    const textLines = text.split(/\r?\n/);
+    const keyLine = textLines[at.line - 1] ?? '';
+    const key = /^\s*(?:-\s+)?([^:#]+):/.exec(keyLine)?.[1]?.trim();
+    const multiline = errors.find((e) => e.code === 'MULTILINE_IMPLICIT_KEY' && e.pos[0] === first.pos[0]);
+    if (multiline) {
+      let next = at.line; // 0-based index of the following line
+      while (next < textLines.length && /^\s*(#.*)?$/.test(textLines[next]!)) next++;
+      const column = (textLines[next] ?? '').search(/\S/) + 1;
+      return issue(
+        next + 1,
+        column,
+        `this line is indented deeper than ${key ? `"${key}"` : 'the key'} on line ${at.line}, which already has a value; keys of one mapping start in the same column`,
+      );
+    }
+    return issue(at.line, at.col, `a plain value cannot contain ": " (on ${key ? `"${key}"` : 'this key'}): quote the value, or start a nested mapping on its own line`);
+  }
+  // An unclosed quote or flow collection is noticed at the end of the file: name where it opens.
+  const unclosed = /closing "quote/.test(first.message) ? /["']/ : /^Flow (sequence|mapping)/.test(first.message) ? /[[{]/ : null;
+  if (unclosed) {
+    const textLines = text.split(/\r?\n/);
+    for (let i = Math.min(at.line, textLines.length) - 1; i >= 0; i--) {
+      const column = textLines[i]!.search(unclosed);
+      if (column !== -1) {
+        const what = textLines[i]![column] === '[' ? 'the [ list' : textLines[i]![column] === '{' ? 'the { mapping' : 'the quoted string';
+        return issue(i + 1, column + 1, `${what} that starts here is not closed`);
+      }
+    }
+  }
+  if (first.code === 'TAB_AS_INDENT') return issue(at.line, at.col, 'a tab is used for indentation: indent with spaces');
+  if (first.code === 'DUPLICATE_KEY') return issue(at.line, at.col, 'this key appears twice in the same mapping');
+  return issue(at.line, at.col, first.message.split('\n')[0] ?? first.message);
 }
 
 function applyOutpostDefaults(): unknown {
@@ -151,6 +194,34 @@ function applyOutpostDefaults(): unknown {
 /** Checks the schema cannot express: cross-field rules, regexes, CIDRs, unique hosts. */
 function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[], code: string, msg: string) => void): void {
   redisStoreChecks(config, report);
+  // Listener ports: in range, and no two listeners on one port of one address.
+  const listeners: [(string | number)[], string | null | undefined][] = [
+    [['outpost', 'listeners', 'http'], config.outpost.listeners.http],
+    [['outpost', 'listeners', 'https'], config.outpost.listeners.https],
+    [['outpost', 'metrics', 'listen'], config.outpost.metrics?.listen],
+  ];
+  const bound = new Map<string, string>();
+  for (const [path, address] of listeners) {
+    if (!address) continue;
+    const colon = address.lastIndexOf(':');
+    const port = Number(address.slice(colon + 1));
+    if (port > 65535) {
+      report(path, 'config.invalid_port', `port ${port} is out of range (0-65535)`);
+      continue;
+    }
+    const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+    if (port === 0) continue;
+    const wildcard = host === '' || host === '0.0.0.0' || host === '::';
+    for (const [other, field] of bound) {
+      const [otherHost, otherPort] = [other.slice(0, other.lastIndexOf('|')), Number(other.slice(other.lastIndexOf('|') + 1))];
+      const otherWildcard = otherHost === '' || otherHost === '0.0.0.0' || otherHost === '::';
+      if (otherPort === port && (otherHost === host || wildcard || otherWildcard)) {
+        report(path, 'config.duplicate_port', `port ${port} is already used by ${field}`);
+      }
+    }
+    bound.set(`${host}|${port}`, fieldName(path));
+  }
+
   config.outpost.trusted_proxies.forEach((cidr, i) => {
     if (!isValidCidr(cidr)) report(['outpost', 'trusted_proxies', i], 'config.invalid_cidr', `"${cidr}" is not an IP address or CIDR`);
   });
@@ -221,6 +292,93 @@ function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[
       });
     });
   });
+}
+
+/**
+ * The files the config names, checked without creating anything: each TLS certificate and key
+ * is read and parsed (and the key must belong to the certificate), and the embedded store's
+ * journal must be writable (the file, or the nearest folder that exists: the store creates the rest).
+ */
+function resourceChecks(config: PortcullisConfig, report: (p: (string | number)[], code: string, msg: string) => void): void {
+  config.outpost.tls.certificates.forEach(({ cert, key }, i) => {
+    const read = (field: 'cert' | 'key', path: string): string | undefined => {
+      const file = resolve(config.baseDir, path);
+      try {
+        return readFileSync(file, 'utf8');
+      } catch (err) {
+        report(['outpost', 'tls', 'certificates', i, field], 'config.unreadable_file', `cannot read ${file}: ${describeFsError(err)}`);
+        return undefined;
+      }
+    };
+    const certPem = read('cert', cert);
+    const keyPem = read('key', key);
+    let x509: X509Certificate | undefined;
+    let privateKey: KeyObject | undefined;
+    if (certPem !== undefined) {
+      try {
+        x509 = new X509Certificate(certPem);
+      } catch {
+        report(['outpost', 'tls', 'certificates', i, 'cert'], 'config.invalid_certificate', `${resolve(config.baseDir, cert)} is not a PEM certificate`);
+      }
+    }
+    if (keyPem !== undefined) {
+      try {
+        privateKey = createPrivateKey(keyPem);
+      } catch {
+        report(['outpost', 'tls', 'certificates', i, 'key'], 'config.invalid_key', `${resolve(config.baseDir, key)} is not a PEM private key (or it is encrypted)`);
+      }
+    }
+    if (x509 && privateKey && !x509.checkPrivateKey(privateKey)) {
+      report(['outpost', 'tls', 'certificates', i, 'key'], 'config.invalid_key', `${resolve(config.baseDir, key)} is not the private key of ${resolve(config.baseDir, cert)}`);
+    }
+  });
+  const store = config.outpost.session_store;
+  if (store.type === 'embedded') {
+    const problem = unwritable(resolve(config.baseDir, store.path));
+    if (problem) report(['outpost', 'session_store', 'path'], 'config.unwritable_path', problem);
+  }
+}
+
+/** Why `file` cannot be written (or created), or undefined when it can. */
+function unwritable(file: string): string | undefined {
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) return `${file} is not a file`;
+    accessSync(file, constants.R_OK | constants.W_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') return `cannot write ${file}: ${describeFsError(err)}`;
+  }
+  // The file does not exist yet: the nearest existing ancestor must be a writable folder.
+  let dir = dirname(file);
+  for (;;) {
+    try {
+      if (!statSync(dir).isDirectory()) return `cannot create ${file}: ${dir} is not a folder`;
+      accessSync(dir, constants.W_OK | constants.X_OK);
+      return undefined;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && dirname(dir) !== dir) {
+        dir = dirname(dir);
+        continue;
+      }
+      return `cannot create ${file}: ${dir}: ${describeFsError(err)}`;
+    }
+  }
+}
+
+function describeFsError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const known: Record<string, string> = {
+    ENOENT: 'no such file',
+    EACCES: 'permission denied',
+    EPERM: 'permission denied',
+    EISDIR: 'it is a folder',
+    ENOTDIR: 'a part of the path is not a folder',
+    EROFS: 'read-only file system',
+  };
+  return (code && known[code]) ?? (code || (err as Error).message);
 }
 
 /** The non-blank lines of a skip_path_regex field; CR from CRLF files is dropped. */

@@ -114,7 +114,8 @@ export async function runSingleProcess(opts: ServiceOptions): Promise<Outpost> {
   const outpost = await Outpost.create(opts.config);
   const log = outpost.log;
   const addresses = await outpost.listen();
-  log.info({ http: addresses.http, https: addresses.https, version: VERSION_STRING }, 'Portcullis is listening');
+  const url = (scheme: string, a: { address: string; port: number } | undefined) => a && `${scheme}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+  log.info({ http: url('http', addresses.http), https: url('https', addresses.https), metrics: url('http', addresses.metrics), version: VERSION_STRING }, 'Portcullis is listening');
 
   const path = opts.configPath;
   const trigger = new ReloadTrigger(async (why) => {

@@ -68,8 +68,8 @@ test('an invalid file: non-zero exit, the error names field and line', async () 
   const run = await check(file, { DEMO_CLIENT_SECRET: 'x' });
   assert.equal(run.code, 1);
   assert.equal(run.stdout, '');
-  assert.match(run.stderr, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: 1 configuration error$`, 'm'));
-  assert.match(run.stderr, /line 9:\d+: providers\[0\]\.colour: unknown field "colour" \[config\.unknown_field\]/);
+  // One issue: one line, the file, the line, the field, what is wrong.
+  assert.match(run.stderr, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: line 9:\\d+: providers\\[0\\]\\.colour: unknown field "colour" \\[config\\.unknown_field\\]\n$`));
 });
 
 test('a missing environment variable fails the check', async () => {
@@ -100,8 +100,7 @@ test('a broken CEL mapping: the error names provider, mapping, position and line
 test('a missing file: non-zero exit naming the file', async () => {
   const run = await check(join(dir, 'absent.yaml'));
   assert.equal(run.code, 1);
-  assert.match(run.stderr, /absent\.yaml: 1 configuration error/);
-  assert.match(run.stderr, /config\.unreadable/);
+  assert.match(run.stderr, /^.+absent\.yaml: cannot read .+absent\.yaml: no such file \[config\.unreadable\]\n$/);
 });
 
 test('the pipeline is built too: an unknown stage or bad stage options fail the check', async () => {
@@ -114,7 +113,7 @@ test('the pipeline is built too: an unknown stage or bad stage options fail the 
 `));
   const run = await check(unknown, { DEMO_CLIENT_SECRET: 'x' });
   assert.equal(run.code, 1);
-  assert.match(run.stderr, /stage\.yaml: 1 configuration error/);
+  assert.match(run.stderr, /^.+stage\.yaml: pipeline\[1\]\.stage: /);
   assert.match(run.stderr, /pipeline\[1\]\.stage: stage "no-such-stage" is neither a built-in stage \(auth, allowlist, mappings, headers, forward, upstream\)/);
   const badOptions = write('options.yaml', provider(`pipeline:
   - stage: auth

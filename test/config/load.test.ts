@@ -128,10 +128,29 @@ test('a YAML syntax error names its line', () => {
   assert.ok(err.issues.length >= 1);
   assert.equal(err.issues[0]!.code, 'config.yaml_syntax');
   assert.equal(err.issues[0]!.line, 3, err.message);
-  assert.match(err.message, /line 3:\d+: \(root\): /);
-  const unclosed = rejects('providers:\n  - name: demo\n    issuer: [unclosed\n');
-  assert.equal(unclosed.issues[0]!.code, 'config.yaml_syntax');
-  assert.ok((unclosed.issues[0]!.line ?? 0) >= 3, unclosed.message);
+  assert.match(err.message, /line 3:\d+: YAML syntax error: /);
+  assert.doesNotMatch(err.message, /\(root\)/);
+  const unclosed = only(rejects('providers:\n  - name: demo\n    issuer: [unclosed\n'));
+  assert.equal(unclosed.code, 'config.yaml_syntax');
+  // Noticed at the end of the file, reported where the list opens.
+  assert.deepEqual([unclosed.line, unclosed.column, unclosed.message], [3, 13, 'the [ list that starts here is not closed']);
+  const quote = only(rejects('providers:\n  - name: "demo\n    issuer: x\n'));
+  assert.deepEqual([quote.line, quote.column, quote.message], [2, 11, 'the quoted string that starts here is not closed']);
+});
+
+test('YAML syntax errors: one message, at the line that is wrong, saying what is wrong', () => {
+  // An over-indented key: the parser complains about the line above; the issue names the deeper line.
+  const deeper = only(rejects('providers:\n  - name: demo\n    issuer: https://idp.example.com/\n      client_id: demo\n'));
+  assert.equal(deeper.code, 'config.yaml_syntax');
+  assert.deepEqual([deeper.line, deeper.column], [4, 7]);
+  assert.match(deeper.message, /indented deeper than "issuer" on line 3/);
+  const tab = only(rejects('providers:\n\t- name: demo\n'));
+  assert.deepEqual([tab.line, tab.message], [2, 'a tab is used for indentation: indent with spaces']);
+  const colon = only(rejects('outpost:\n  name: a: b\n' + minimal()));
+  assert.equal(colon.line, 2);
+  assert.match(colon.message, /cannot contain ": " \(on "name"\): quote the value/);
+  const twice = only(rejects('outpost:\n  name: a\n  name: b\n' + minimal()));
+  assert.deepEqual([twice.line, twice.message], [3, 'this key appears twice in the same mapping']);
 });
 
 test('an invalid regex in skip_path_regex names the line within the field, and the field\'s line', () => {
