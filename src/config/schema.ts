@@ -184,6 +184,10 @@ export const OutpostSchema = Type.Object(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
       { default: 'info' },
     ),
+    log_format: Type.Union([Type.Literal('json'), Type.Literal('pretty')], {
+      default: 'json',
+      description: 'json: one JSON object a line (pino). pretty: one readable line each, for a terminal.',
+    }),
     upstream_timeout: Type.Integer({ minimum: 1, default: 30, description: 'Seconds to wait for an upstream response (then 504).' }),
     upstream_connections: Type.Integer({ minimum: 1, default: 128, description: 'Connections kept per upstream origin.' }),
     metrics: Type.Object(

@@ -14,13 +14,13 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import { resolve } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import { pino, type Logger as PinoLogger } from 'pino';
+import type { Logger as PinoLogger } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import type { PortcullisConfig } from '../config/schema.js';
 import { ConfigError, type ConfigIssue } from '../config/load.js';
 import { buildProviders, OUTPOST_PREFIX, type ProviderRegistry } from '../config/provider.js';
 import { AUTH_EVENTS, CONFIG, LOGGER, NO_AUTH_EVENTS, PROVIDERS, SESSION_STORE, VERSION, WEBSOCKETS } from '../pipeline/tokens.js';
-import { REDACT_PATHS, type Logger } from '../pipeline/logger.js';
+import type { Logger } from '../pipeline/logger.js';
 import { StageRegistry } from '../pipeline/registry.js';
 import { buildChain, DEFAULT_CHAIN, type BuiltStage } from '../pipeline/chain.js';
 import { ContextFactory, rewriteRequestUrl, type EntryResolver } from '../pipeline/context.js';
@@ -34,6 +34,7 @@ import { EXTRA_METHODS } from '../http/methods.js';
 import { builtInStages, builtInEntries } from '../plugins/index.js';
 import { buildTls } from './tls.js';
 import { createHttpsListener, type HttpsListener } from './https-listener.js';
+import { createLogger } from './log-format.js';
 import { OutpostMetrics } from './metrics.js';
 import { WebSocketRegistry } from './websockets.js';
 import './workers.js'; // registers the outpost.workers config check
@@ -175,7 +176,7 @@ export class Outpost {
   }
 
   static async create(config: PortcullisConfig, opts: OutpostOptions = {}): Promise<Outpost> {
-    const log = opts.logger ?? pino({ level: config.outpost.log_level, redact: REDACT_PATHS, base: { outpost: config.outpost.name, ...opts.logBindings } });
+    const log = opts.logger ?? createLogger(config.outpost, undefined, opts.logBindings);
     const logger = log as unknown as Logger;
     const storeConfig = config.outpost.session_store;
     const storeKeys = new Map<string, Buffer>();
@@ -285,7 +286,6 @@ export class Outpost {
       const ctx = request.portcullis;
       request.log.info(
         {
-          reqId: request.id,
           method: request.method,
           host: ctx?.target.host ?? request.headers.host,
           path: ctx?.target.path ?? request.url.split('?')[0],
@@ -308,7 +308,7 @@ export class Outpost {
       });
     }
     app.setErrorHandler((err, request, reply) => {
-      request.log.error({ err, reqId: request.id }, 'request failed');
+      request.log.error({ err }, 'request failed');
       if (reply.sent) return;
       const status = typeof (err as { statusCode?: number }).statusCode === 'number' && (err as { statusCode: number }).statusCode >= 400 ? (err as { statusCode: number }).statusCode : 500;
       sendRespond(

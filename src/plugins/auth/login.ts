@@ -128,7 +128,7 @@ export class LoginFlow {
       });
     } catch (err) {
       if (err instanceof MappingEvaluationError) {
-        this.log.error({ provider: p.name, mapping: err.mapping, detail: err.detail, requestId: ctx.requestId }, 'scope mapping failed; login refused');
+        this.log.error({ provider: p.name, mapping: err.mapping, detail: err.detail, reqId: ctx.requestId }, 'scope mapping failed; login refused');
         return page({
           status: 500,
           title: 'Login could not be completed',
@@ -146,7 +146,7 @@ export class LoginFlow {
       allowIdentityHeaderOverride: p.config.allow_identity_header_override,
     });
     if (validated.problems.length > 0) {
-      this.log.warn({ provider: p.name, problems: validated.problems, requestId: ctx.requestId }, 'ak_proxy claims partly ignored');
+      this.log.warn({ provider: p.name, problems: validated.problems, reqId: ctx.requestId }, 'ak_proxy claims partly ignored');
     }
     const proxy: SessionProxySettings = {
       backendOrigin: validated.backendOverride?.origin,
@@ -160,7 +160,7 @@ export class LoginFlow {
       if (undeclared.length > 0) {
         // Until this login, a client could have sent these names itself and the upstream believed them.
         this.log.warn(
-          { provider: p.name, headers: undeclared, requestId: ctx.requestId },
+          { provider: p.name, headers: undeclared, reqId: ctx.requestId },
           'additionalHeaders names not declared in additional_header_names; client copies are stripped from now on, declare them to strip them from the start',
         );
       }
@@ -187,11 +187,11 @@ export class LoginFlow {
     try {
       await this.store.put(record);
     } catch (err) {
-      this.log.error({ provider: p.name, err: (err as Error).message, requestId: ctx.requestId }, 'login completed at the IdP but the session could not be stored');
+      this.log.error({ provider: p.name, err: (err as Error).message, reqId: ctx.requestId }, 'login completed at the IdP but the session could not be stored');
       return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson, 'You signed in, but Portcullis cannot reach its session store right now to keep the session. Try again in a moment.');
     }
     addCookie(ctx, setCookie(p.cookieName, encodeURIComponent(p.sessionCodec.encode({ s: record.id })), cookieMaxAgeSeconds(nowMs, record.expiresAt), p.cookieSuffix));
-    this.log.info({ provider: p.name, user: userTag(record.userKey), requestId: ctx.requestId }, 'login completed');
+    this.log.info({ provider: p.name, user: userTag(record.userKey), reqId: ctx.requestId }, 'login completed');
     return { kind: 'respond', status: 302, headers: { location: state.r, 'cache-control': 'no-store' } };
   }
 
@@ -207,7 +207,7 @@ export class LoginFlow {
     try {
       ended = await this.store.deleteUser(session.userKey);
     } catch (err) {
-      this.log.error({ provider: p.name, err: (err as Error).message, requestId: ctx.requestId }, 'sign-out failed: the session store could not record it');
+      this.log.error({ provider: p.name, err: (err as Error).message, reqId: ctx.requestId }, 'sign-out failed: the session store could not record it');
       // Nothing was ended: the cookie stays, so that the user can sign out again, and the page says so.
       return sessionStoreUnavailable(
         ctx.requestId,
@@ -216,7 +216,7 @@ export class LoginFlow {
       );
     }
     if (readCookie(ctx.headers.cookie, p.cookieName) !== undefined) addCookie(ctx, clearCookie(p.cookieName, p.cookieSuffix));
-    this.log.info({ provider: p.name, user: userTag(session.userKey), sessions: ended, requestId: ctx.requestId }, 'signed out: all sessions of the user ended');
+    this.log.info({ provider: p.name, user: userTag(session.userKey), sessions: ended, reqId: ctx.requestId }, 'signed out: all sessions of the user ended');
     this.events.signOut(p.name);
     // The signed-out page learns which application to offer "Sign in again" for from a signed
     // `state`, which the IdP hands back with the post-logout redirect (RP-Initiated Logout §3).
@@ -321,7 +321,7 @@ function loginFailure(ctx: RequestContext, err: unknown, log: Logger): Respond {
     });
   }
   if (err instanceof OidcError) {
-    log.warn({ provider: ctx.provider.name, code: err.code, detail: err.message, requestId: ctx.requestId }, 'login failed');
+    log.warn({ provider: ctx.provider.name, code: err.code, detail: err.message, reqId: ctx.requestId }, 'login failed');
     return page({
       status: err.status,
       title: 'Login could not be completed',

@@ -29,7 +29,7 @@ export class MappingsStage implements Stage {
     if (rules === null || rules === undefined || ctx.session === null) return CONTINUE;
     const verdict = rules.check(ctx.target.path, ctx.session.claims);
     if (verdict.allowed) return CONTINUE;
-    this.log.info({ provider: ctx.provider.name, rule: verdict.rule, user: userTag(ctx.session.userKey), path: ctx.target.path, requestId: ctx.requestId }, 'access rule denied the request');
+    this.log.info({ provider: ctx.provider.name, rule: verdict.rule, user: userTag(ctx.session.userKey), path: ctx.target.path, reqId: ctx.requestId }, 'access rule denied the request');
     return page({
       status: 403,
       title: 'Access denied',
