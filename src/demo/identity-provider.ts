@@ -136,6 +136,11 @@ interface ProviderModule {
   errors: Record<string, new (...args: unknown[]) => Error>;
 }
 
+/** The embedded identity provider cannot run here (oidc-provider is not installed). */
+export class DemoUnavailableError extends Error {
+  override readonly name = 'DemoUnavailableError';
+}
+
 let providerModule: Promise<ProviderModule> | undefined;
 
 function loadProviderModule(): Promise<ProviderModule> {
@@ -150,6 +155,14 @@ function loadProviderModule(): Promise<ProviderModule> {
         // A non-literal specifier: the package has no type declarations.
         const specifier: string = 'oidc-provider';
         return (await import(specifier)) as ProviderModule;
+      } catch (err) {
+        // A development dependency: absent after `npm ci --omit=dev` or a global install.
+        if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes("'oidc-provider'")) {
+          throw new DemoUnavailableError(
+            'the demo needs the package oidc-provider, a development dependency: run `npm ci` without --omit=dev in a checkout, or `npm install oidc-provider@9` next to Portcullis',
+          );
+        }
+        throw err;
       } finally {
         console.warn = originalWarn;
       }
