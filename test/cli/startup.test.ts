@@ -115,9 +115,14 @@ test('a missing certificate ends the start with one line, and no listener opens'
 test('an unreachable identity provider does not stop the start: one line names it, and the outpost serves', async () => {
   const idpPort = await startClosedPort();
   const httpPort = await freePort();
+  const httpsPort = await freePort();
   mkdirSync(join(dir, 'idp'), { recursive: true });
-  const running = await startCli(['--config', config([`listeners: { http: "127.0.0.1:${httpPort}", https: null }`, store('idp')], { issuer: `http://127.0.0.1:${idpPort}/` })], /Portcullis is listening/);
+  const running = await startCli(['--config', config([`listeners: { http: "127.0.0.1:${httpPort}", https: "127.0.0.1:${httpsPort}" }`, store('idp')], { issuer: `http://127.0.0.1:${idpPort}/` })], /Portcullis is listening/);
   try {
+    // The start-up line names each listener by its URL, the HTTPS one as https.
+    const listening = JSON.parse(running.output().split('\n').find((l) => l.includes('Portcullis is listening'))!) as Record<string, unknown>;
+    assert.equal(listening.http, `http://127.0.0.1:${httpPort}`);
+    assert.equal(listening.https, `https://127.0.0.1:${httpsPort}`);
     const ping = await httpGet(`http://127.0.0.1:${httpPort}/outpost.goauthentik.io/ping`);
     assert.equal(ping.status, 204);
     const start = Date.now();

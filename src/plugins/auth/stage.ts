@@ -114,7 +114,7 @@ export class AuthStage implements Stage {
   /** The store failed: the cookie is kept (the session may be fine), the request goes on anonymous. */
   private unavailable(ctx: RequestContext, err: Error): undefined {
     ctx.sessionUnavailable = true;
-    this.log.debug({ requestId: ctx.requestId, provider: ctx.provider.name, err: err.message }, 'session store unavailable: request treated as anonymous');
+    this.log.debug({ reqId: ctx.requestId, provider: ctx.provider.name, err: err.message }, 'session store unavailable: request treated as anonymous');
     return undefined;
   }
 
