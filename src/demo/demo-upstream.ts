@@ -17,13 +17,22 @@ const TITLE = 'Portcullis demo application';
 const STYLE = `body{font-family:system-ui,sans-serif;max-width:880px;margin:32px auto;padding:0 16px;color:#111}
 .notice{background:#fde68a;border:1px solid #d97706;border-radius:6px;padding:10px 14px}
 table{border-collapse:collapse;width:100%;margin:8px 0 20px}th,td{border:1px solid #ddd;padding:6px 8px;text-align:left;vertical-align:top;font-size:.92em}
-th{background:#f3f4f6;width:34%}td{font-family:ui-monospace,monospace;word-break:break-all}nav a{margin-right:14px}.empty{color:#666;font-style:italic}`;
+th{background:#f3f4f6;width:34%}td{font-family:ui-monospace,monospace;word-break:break-all}nav a{margin-right:14px}.empty{color:#666;font-style:italic}
+details.long summary{cursor:pointer}details.long .size{color:#666;font-family:system-ui,sans-serif}details.long[open] summary{margin-bottom:4px}`;
 
 const IDENTITY_HEADER = /^(x-authentik-|x-forwarded-|x-real-ip$|x-original-|x-demo-|remote-user$|authorization$)/i;
 
+/** Values longer than this (a JWT) are folded: their start, with the whole value one click away. */
+const FOLD_AT = 96;
+
+function cell(value: string): string {
+  if (value.length <= FOLD_AT) return escapeHtml(value);
+  return `<details class="long"><summary>${escapeHtml(value.slice(0, 48))}… <span class="size">(${value.length} characters)</span></summary>${escapeHtml(value)}</details>`;
+}
+
 function headerRows(entries: [string, string][]): string {
   if (!entries.length) return '<p class="empty">none received</p>';
-  return `<table>\n${entries.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('\n')}\n</table>`;
+  return `<table>\n${entries.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${cell(v)}</td></tr>`).join('\n')}\n</table>`;
 }
 
 /** Header name as sent on the wire (first spelling seen in rawHeaders). */
@@ -47,7 +56,17 @@ export function renderDemoPage(req: http.IncomingMessage): string {
   const authentik = all.filter(([k]) => /^x-authentik-/i.test(k));
   const otherIdentity = all.filter(([k]) => IDENTITY_HEADER.test(k) && !/^x-authentik-/i.test(k));
   const username = req.headers['x-authentik-username'];
-  const who = typeof username === 'string' && username ? `Signed in as <strong>${escapeHtml(username)}</strong>.` : 'No signed-in user was passed to this page.';
+  const signedIn = typeof username === 'string' && username !== '';
+  const who = signedIn ? `Signed in as <strong>${escapeHtml(username)}</strong>.` : 'Nobody is signed in on this request: Portcullis passed no identity headers.';
+  // Only what happened: a login is claimed (and a Sign-out link shown) only when Portcullis sent a user.
+  const notice = signedIn
+    ? 'Portcullis signed you in with the embedded demo identity provider and added the identity headers below to your request.'
+    : isPublic
+      ? 'This page is public: Portcullis let the request through without asking anyone to sign in (<code>skip_path_regex</code>), and added no identity headers.'
+      : 'Portcullis passed this request without a signed-in user.';
+  const account = signedIn
+    ? '<a id="sign-out" href="/outpost.goauthentik.io/sign_out">Sign out</a>'
+    : '<a id="sign-in" href="/">Sign in</a>';
 
   return `<!DOCTYPE html>
 <html lang="en">
@@ -60,10 +79,10 @@ export function renderDemoPage(req: http.IncomingMessage): string {
 <body>
 <h1>${TITLE}</h1>
 <p class="notice">This is a <strong>demo application</strong> running behind <strong>Portcullis</strong>, an identity-aware reverse proxy.
-Portcullis signed you in with the embedded demo identity provider and added the identity headers below to your request.</p>
+${notice}</p>
 ${isPublic ? '<p id="public"><strong>public page, no login needed</strong> — this path is excluded from authentication by <code>skip_path_regex</code>.</p>' : ''}
 <p id="who">${who}</p>
-<nav><a href="/">Home</a><a href="/reports?month=11">Reports</a><a href="/public/">Public page</a><a id="sign-out" href="/outpost.goauthentik.io/sign_out">Sign out</a></nav>
+<nav><a href="/">Home</a><a href="/reports?month=11">Reports</a><a href="/public/">Public page</a>${account}</nav>
 <h2>Request</h2>
 ${headerRows([['Method', req.method ?? 'GET'], ['Path', req.url ?? '/']])}
 <h2>X-authentik-* headers</h2>

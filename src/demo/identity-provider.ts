@@ -36,6 +36,8 @@ export interface IdpClient {
   client_secret: string;
   redirect_uris: string[];
   post_logout_redirect_uris?: string[];
+  /** Shown on the login page ("to continue to …"); default the client_id. */
+  client_name?: string;
   token_endpoint_auth_method?: 'client_secret_basic' | 'client_secret_post';
 }
 
@@ -65,6 +67,8 @@ export interface StartIdpOptions {
    * introspect them, as authentik does; default: opaque tokens.
    */
   jwtAccessTokens?: boolean;
+  /** List the users and their passwords on the login page (the demo's fixed accounts). */
+  showAccounts?: boolean;
 }
 
 export interface RunningIdp {
@@ -289,7 +293,8 @@ const STYLE = `body{font-family:system-ui,sans-serif;background:#f3f4f6;margin:0
 h1{font-size:1.4em;margin:0 0 16px}label{display:block;margin:10px 0 4px;font-size:.9em}
 input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:8px;font-size:1em;border:1px solid #bbb;border-radius:4px}
 button{margin-top:16px;width:100%;padding:10px;font-size:1em;background:#2563eb;color:#fff;border:0;border-radius:4px;cursor:pointer}
-.error{background:#fee2e2;color:#991b1b;border-radius:4px;padding:8px;margin-bottom:8px}.muted{color:#555;font-size:.85em}`;
+.error{background:#fee2e2;color:#991b1b;border-radius:4px;padding:8px;margin-bottom:8px}.muted{color:#555;font-size:.85em}
+.accounts{margin-top:18px;border-top:1px solid #e5e7eb;padding-top:8px}.accounts ul{margin:4px 0;padding-left:20px}`;
 
 function page(title: string, banner: string | undefined, body: string): string {
   return `<!DOCTYPE html>
@@ -309,7 +314,14 @@ ${body}
 `;
 }
 
-function loginPage(opts: { action: string; banner?: string; clientId?: string; username?: string; error?: string }): string {
+function accountsHint(users: readonly IdpUser[]): string {
+  const rows = users
+    .map((u) => `<li><code>${escapeHtml(u.username)}</code> / <code>${escapeHtml(u.password)}</code>${u.groups?.length ? ` <span class="muted">(groups ${escapeHtml(u.groups.join(', '))})</span>` : ''}</li>`)
+    .join('');
+  return `<div class="accounts" id="demo-accounts"><p class="muted">Demo accounts (user / password):</p><ul>${rows}</ul></div>`;
+}
+
+function loginPage(opts: { action: string; banner?: string; clientId?: string; username?: string; error?: string; accounts?: string }): string {
   return page(
     opts.banner ? `Sign in – ${opts.banner}` : 'Sign in',
     opts.banner,
@@ -322,7 +334,8 @@ ${opts.clientId ? `<p class="muted">to continue to <strong>${escapeHtml(opts.cli
 <label for="password">Password</label>
 <input type="password" name="password" id="password" required>
 <button type="submit" id="login">Sign in</button>
-</form>`,
+</form>
+${opts.accounts ?? ''}`,
   );
 }
 
@@ -445,6 +458,7 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
 
   const idTokenTtl = opts.idTokenTtlSeconds ?? 3600;
 
+  const clientNames = new Map(opts.clients.filter((c) => c.client_name).map((c) => [c.client_id, c.client_name!]));
   const clients = opts.clients.map((c) => ({
     client_id: c.client_id,
     client_secret: c.client_secret,
@@ -650,7 +664,10 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
       return;
     }
     const action = `/interaction/${uid}`;
-    const clientId: string | undefined = details.params?.client_id;
+    const clientIdParam: string | undefined = details.params?.client_id;
+    // The application's name when the client has one (the demo's), else its client_id.
+    const clientId = clientIdParam === undefined ? undefined : (clientNames.get(clientIdParam) ?? clientIdParam);
+    const accounts = opts.showAccounts ? accountsHint([...byUsername.values()]) : undefined;
 
     if (details.prompt.name === 'consent') {
       await grantConsent(req, res, details);
@@ -662,7 +679,7 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     }
 
     if (req.method === 'GET' || req.method === 'HEAD') {
-      sendHtml(res, 200, loginPage({ action, banner, clientId }));
+      sendHtml(res, 200, loginPage({ action, banner, clientId, accounts }));
       return;
     }
     if (req.method !== 'POST') {
@@ -679,7 +696,7 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
       user !== undefined &&
       createHash('sha256').update(password).digest().equals(createHash('sha256').update(user.password).digest());
     if (!ok) {
-      sendHtml(res, 401, loginPage({ action, banner, clientId, username, error: 'Invalid username or password.' }));
+      sendHtml(res, 401, loginPage({ action, banner, clientId, username, accounts, error: 'Invalid username or password.' }));
       return;
     }
     await provider.interactionFinished(

@@ -56,7 +56,8 @@ test('a dot, slash or backslash encoded twice is refused with 400 in proxy mode 
     for (const entry of ['nginx', 'traefik', 'caddy', 'envoy'] as const) {
       const [url, headers] = checkRequest(entry, path);
       const res = await httpGet(`http://127.0.0.1:${stack.port}${url}`, { headers });
-      assert.equal(res.status, 400, `${entry} ${path}: ${res.status} ${res.body.slice(0, 200)}`);
+      // The nginx endpoint refuses a client's path with 403: auth_request would turn a 400 into a 500.
+      assert.equal(res.status, entry === 'nginx' ? 403 : 400, `${entry} ${path}: ${res.status} ${res.body.slice(0, 200)}`);
     }
   }
   assert.equal(stack.upstream.requests.length, before, 'nothing reached the upstream');
@@ -70,7 +71,7 @@ test('the Envoy entry refuses "." and ".." segments instead of resolving them, a
   for (const path of ['/admin/%2e%2e/public/x', '/admin/../public/x', '/admin/%2E%2E/public/x', '/public/./x', '/admin/.%2e/public/x']) {
     for (const entry of ['envoy', 'nginx', 'traefik'] as const) {
       const [url, headers] = checkRequest(entry, path);
-      assert.equal(await rawStatus(url, headers), 400, `${entry} ${path}`);
+      assert.equal(await rawStatus(url, headers), entry === 'nginx' ? 403 : 400, `${entry} ${path}`);
     }
   }
   // Without dot segments the allowlisted path is still let through anonymously, the other challenged.

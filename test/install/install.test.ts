@@ -8,7 +8,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -33,13 +33,24 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = 
   });
 }
 
-/** The checkout's files (tracked, and new ones not ignored), as `git clone` would give them. */
+/**
+ * The checkout's files (tracked, and new ones not ignored), as `git clone` would give them.
+ * Regular files only: a symlinked node_modules (a worktree sharing another's) is not ignored by
+ * `node_modules/` and must never be copied — `npm ci` in the copy would empty its target.
+ */
 function copyCheckout(to: string): void {
   const files = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' }).stdout.split('\0').filter(Boolean);
   for (const f of files) {
-    if (!existsSync(join(ROOT, f))) continue; // deleted, not yet committed
+    if (f === 'node_modules' || f.startsWith('node_modules/') || f === 'dist' || f.startsWith('dist/')) continue;
+    let st;
+    try {
+      st = lstatSync(join(ROOT, f));
+    } catch {
+      continue; // deleted, not yet committed
+    }
+    if (!st.isFile()) continue;
     mkdirSync(dirname(join(to, f)), { recursive: true });
-    cpSync(join(ROOT, f), join(to, f));
+    copyFileSync(join(ROOT, f), join(to, f));
   }
 }
 
