@@ -20,7 +20,7 @@ import { parseConfig, ConfigError, type ConfigIssue, type PortcullisConfig } fro
 import { REDACT_PATHS } from '../pipeline/logger.js';
 import { Outpost, restartOnlyChanges, splitListen } from './outpost.js';
 import { ReloadMetrics } from './metrics.js';
-import { oneLine, readConfig, ReloadTrigger, SIGNAL_EXIT, type ServiceOptions } from './service.js';
+import { listenerUrl, oneLine, readConfig, ReloadTrigger, SIGNAL_EXIT, type ServiceOptions } from './service.js';
 import { workerCount } from './workers.js';
 import { VERSION_STRING } from '../version.js';
 
@@ -162,7 +162,7 @@ export async function runPrimary(opts: ServiceOptions & { configText: ConfigText
   if (metricsListen) {
     metricsServer = await serveMetrics(metricsListen, async () => (await aggregator.clusterMetrics()) + (await registry.metrics()), aggregator.contentType, log);
   }
-  log.info({ http: addresses.http, https: addresses.https, workers: count, version: VERSION_STRING }, 'Portcullis is listening');
+  log.info({ http: listenerUrl('http', addresses.http), https: listenerUrl('https', addresses.https), workers: count, version: VERSION_STRING }, 'Portcullis is listening');
 
   const broadcastReload = (next: ConfigText) =>
     new Promise<{ worker: number; error: string }[]>((resolve) => {

@@ -109,13 +109,17 @@ export async function runService(opts: ServiceOptions & { configText?: string })
   await runPrimary({ ...rest, configText: { text, source, baseDir: opts.config.baseDir } });
 }
 
+/** A listening address as the URL a user would open (IPv6 in brackets), for the start-up line. */
+export function listenerUrl(scheme: 'http' | 'https', a: { address: string; port: number } | undefined): string | undefined {
+  return a && `${scheme}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+}
+
 /** One process: the outpost, its signals, reloads. Resolves once listening. */
 export async function runSingleProcess(opts: ServiceOptions): Promise<Outpost> {
   const outpost = await Outpost.create(opts.config);
   const log = outpost.log;
   const addresses = await outpost.listen();
-  const url = (scheme: string, a: { address: string; port: number } | undefined) => a && `${scheme}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
-  log.info({ http: url('http', addresses.http), https: url('https', addresses.https), metrics: url('http', addresses.metrics), version: VERSION_STRING }, 'Portcullis is listening');
+  log.info({ http: listenerUrl('http', addresses.http), https: listenerUrl('https', addresses.https), metrics: listenerUrl('http', addresses.metrics), version: VERSION_STRING }, 'Portcullis is listening');
 
   const path = opts.configPath;
   const trigger = new ReloadTrigger(async (why) => {
