@@ -67,15 +67,41 @@ export interface Stack {
 
 export const quietLogger = () => pino({ level: process.env.PORTCULLIS_TEST_LOG ?? 'silent' });
 
+/**
+ * A port from freePort() was free a moment ago; an outgoing connection's ephemeral local port
+ * (same range) can take it before the outpost, the IdP or the upstream listens. The stack then
+ * starts again on new ports (only when the caller did not fix them), after closing what it opened.
+ */
 export async function startStack(opts: StackOptions): Promise<Stack> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStackOnce(opts);
+    } catch (err) {
+      const fixed = opts.port !== undefined || opts.httpsPort !== undefined;
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || fixed || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startStackOnce(opts: StackOptions): Promise<Stack> {
   const port = opts.port ?? (await freePort());
   const httpsPort = opts.https ? (opts.httpsPort ?? (await freePort())) : null;
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-test-'));
   const journal = opts.journal ?? join(dir, 'sessions.db');
   const upstream = await startUpstream({ name: 'upstream' });
+  let idp: Awaited<ReturnType<typeof startIdentityProvider>> | undefined;
+  try {
+    return await startAround(upstream);
+  } catch (err) {
+    await upstream.close().catch(() => undefined);
+    await idp?.close().catch(() => undefined);
+    throw err;
+  }
+
+  async function startAround(upstream: Awaited<ReturnType<typeof startUpstream>>): Promise<Stack> {
   const secrets = new Map(opts.providers.map((p) => [p.name, randomBytes(18).toString('base64url')]));
   const externalOf = (p: ProviderSpec) => p.external_host ?? `http://${p.host}:${port}`;
-  const idp = await startIdentityProvider({
+  const idpServer = await startIdentityProvider({
     clients: opts.providers.map((p) => ({
       client_id: `client-${p.name}`,
       client_secret: secrets.get(p.name)!,
@@ -86,6 +112,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     claimsAtUserinfoOnly: opts.claimsAtUserinfoOnly,
     ...opts.idp,
   });
+  idp = idpServer;
   const config = {
     outpost: {
       name: 'test outpost',
@@ -96,7 +123,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     },
     providers: opts.providers.map((p) => ({
       name: p.name,
-      issuer: idp.issuer,
+      issuer: idpServer.issuer,
       client_id: `client-${p.name}`,
       client_secret: secrets.get(p.name)!,
       cookie_secret: randomBytes(24).toString('base64url'),
@@ -116,7 +143,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   };
   await start();
   return {
-    idp,
+    idp: idpServer,
     upstream,
     get outpost() {
       return outpost;
@@ -135,8 +162,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     close: async () => {
       await outpost.close().catch(() => undefined);
       await upstream.close();
-      await idp.close();
+      await idpServer.close();
       if (!opts.journal) rmSync(dir, { recursive: true, force: true });
     },
   };
+  }
 }
