@@ -16,12 +16,13 @@ import { RedisSessionStore } from '../../src/sessions/redis-store.js';
 import { startRedis } from '../../test/support/redis.js';
 import type { RequestContext, Stage } from '../../src/pipeline/contract.js';
 import { runStages } from '../../src/pipeline/chain.js';
+import { runToExit } from '../../src/pipeline/exits.js';
 import type { SessionRecord, SessionStore } from '../../src/sessions/store.js';
 import type { Logger } from '../../src/pipeline/logger.js';
 import { compileMappings, compileAccessRules } from '../../src/mappings/index.js';
 import { buildIdentityHeaders } from '../../src/plugins/headers/stage.js';
 import { createDispatcher } from '../../src/plugins/upstream/plugin.js';
-import type { UpstreamStage } from '../../src/plugins/upstream/stage.js';
+import type { UpstreamExit } from '../../src/plugins/upstream/exit.js';
 import { isAllowlisted, compileAllowlist } from '../../src/plugins/allowlist/stage.js';
 import { startIdentityProvider } from '../../src/demo/identity-provider.js';
 import { startNodeServer } from '../lib/proc.js';
@@ -245,16 +246,16 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
     }
 
     // --- upstream ---------------------------------------------------------------------------
-    const up = stage('upstream') as UpstreamStage;
+    const up = outpost.exits.get('upstream') as UpstreamExit;
     {
       const ctx = ctxFor('app.localtest', '/reports/2024', { cookie: cookieHeader });
       ctx.session = session;
       headers.run(ctx);
-      up.run(ctx);
+      up.finish(ctx);
       const reqHeaders = ctx.upstreamHeaders!.slice();
-      // The stage appends Host to the header list; without one it only chooses the target.
+      // The exit appends Host to the header list; without one it only chooses the target.
       ctx.upstreamHeaders = null;
-      await bench('upstream', 'upstream stage: choose target', () => up.run(ctx));
+      await bench('upstream', 'upstream stage: choose target', () => up.finish(ctx));
       if (want('upstream')) {
         const dispatcher = createDispatcher(up, up.transport);
         const roundTrip = async () => {
@@ -271,14 +272,15 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
     if (want('chain')) {
       const stages = outpost.stages.map((b) => b.stage);
       const contexts = outpost.contexts;
+      const door = outpost.door;
       const fwd = outpost.providers.byName('fwd')!;
       const fwdSession = { ...sessionRecord('fwd', 10), id: 'fwd-session' };
       await store.put(fwdSession);
       const fwdCookie = `${fwd.cookieName}=${encodeURIComponent(fwd.sessionCodec.encode({ s: fwdSession.id }))}`;
       const run = (req: Parameters<typeof contexts.build>[0]) => {
-        const ctx = contexts.build(req, 'bench-request');
+        const ctx = door.context(req, 'bench-request');
         if ('kind' in ctx) throw new Error(`chain bench: ${ctx.status}`);
-        return runStages(stages, ctx);
+        return runToExit(stages, door.exit(ctx), ctx);
       };
       const proxyReq = { method: 'GET', url: '/reports/2024?x=1', headers: { host: 'app.localtest', ...BROWSER_HEADERS, cookie: cookieHeader }, socket: { remoteAddress: '127.0.0.1' } };
       const decisionReq = {
@@ -356,8 +358,9 @@ async function storeBenches(parsed: ReturnType<typeof parseConfig>, bench: Bench
       const stages = o.stages.map((b) => b.stage);
       const req = { method: 'GET', url: '/reports/2024?x=1', headers: { host: 'app.localtest', ...BROWSER_HEADERS, cookie }, socket: { remoteAddress: '127.0.0.1' } };
       const run = () => {
-        const ctx = o.contexts.build(req, 'bench-request');
+        const ctx = o.door.context(req, 'bench-request');
         if ('kind' in ctx) throw new Error(`store bench: ${ctx.status}`);
+        // The chain without the exit: the proxy exit would only choose the target.
         return runStages(stages, ctx);
       };
       const probe = (await run()) as { kind: string };

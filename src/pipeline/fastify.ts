@@ -1,12 +1,13 @@
-// How the chain lives in Fastify: an encapsulated scope whose first onRequest hook builds the
-// context and whose next hooks are the stages, each registered by its own plugin, in chain order.
-// Decisions happen in onRequest, before any body is read; the proxied body is streamed.
+// How the chain lives in Fastify: one onRequest hook per request, which builds the context, runs
+// the stages in order in one loop and hands the outcome to the request's exit. Decisions happen in
+// onRequest, before any body is read; the proxied body is streamed.
 import fp from 'fastify-plugin';
-import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
-import type { RequestContext, Respond, Stage } from './contract.js';
-import { CONTINUE } from './contract.js';
-import { isPromise, type BuiltStage } from './chain.js';
-import type { ContextFactory } from './context.js';
+import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify';
+import type { RequestContext, Respond, Stage, StageOutcome } from './contract.js';
+import type { BuiltStage } from './chain.js';
+import type { RawRequestView } from './context.js';
+import { runToExit, type Exit } from './exits.js';
+import { isPromise } from './maybe-async.js';
 import { page } from '../http/pages.js';
 import { HOP_BY_HOP_HEADERS } from '../http/hop-by-hop.js';
 
@@ -62,35 +63,44 @@ function flatHeaders(headers: Readonly<Record<string, string | string[]>>): read
   return list;
 }
 
-/** The onRequest hook of one stage. Callback style: a sync stage costs no promise. */
-export function stageHook(stage: Stage): onRequestHookHandler {
-  return function portcullisStage(request, reply, done) {
-    const ctx = request.portcullis;
-    if (ctx === null) return done();
-    let out;
+/** Where a request came in: builds its context (or the answer when it cannot be served) and names its exit. */
+export interface DoorView {
+  context(req: RawRequestView, requestId: string): RequestContext | Respond;
+  exit(ctx: RequestContext): Exit;
+}
+
+/**
+ * The one onRequest hook of a door: context, then every stage of the chain in one loop, then the
+ * exit (runToExit). Callback style: a synchronous chain costs no promise. An answer ends the
+ * request here; the exit's CONTINUE hands it to the route handler (the proxy).
+ */
+export function doorHook(door: DoorView, stages: readonly Stage[]): onRequestHookHandler {
+  return function portcullisDoor(request, reply, done) {
+    const built = door.context(request.raw as unknown as RawRequestView, request.id);
+    if ('kind' in built) {
+      sendRespond(reply, null, built);
+      return;
+    }
+    request.portcullis = built;
+    let out: StageOutcome | Promise<StageOutcome>;
     try {
-      out = stage.run(ctx);
+      out = runToExit(stages, door.exit(built), built);
     } catch (err) {
       return done(err as Error);
     }
-    if (out === CONTINUE) return done();
     if (isPromise(out)) {
-      out.then(
-        (o) => (o.kind === 'continue' ? done() : sendRespond(reply, ctx, o)),
-        (err: Error) => done(err),
-      );
+      out.then((o) => (o.kind === 'respond' ? void sendRespond(reply, built, o) : done()), done);
       return;
     }
-    if (out.kind === 'continue') return done();
-    sendRespond(reply, ctx, out);
+    if (out.kind === 'respond') sendRespond(reply, built, out);
+    else done();
   };
 }
 
-/** The plugin of one stage: adds its hook to the pipeline scope, plus whatever Fastify parts it brings. */
+/** A stage's Fastify parts, if it brings any (its decisions run in the door's hook, not in a hook of its own). */
 export function stagePlugin(built: BuiltStage) {
   return fp(
     async (scope: FastifyInstance) => {
-      scope.addHook('onRequest', stageHook(built.stage));
       if (built.definition.fastify) await built.definition.fastify(scope, built.stage);
     },
     { name: `portcullis-stage-${built.stage.name}`, fastify: '5.x' },
@@ -99,28 +109,21 @@ export function stagePlugin(built: BuiltStage) {
 
 export interface PipelineScopeOptions {
   stages: readonly BuiltStage[];
-  contexts: ContextFactory;
+  door: DoorView;
+  exits: ReadonlyMap<string, Exit>;
 }
 
-/** The pipeline scope: context hook, then one plugin per stage. Encapsulated: nothing leaks. */
+/** The pipeline scope: the door's hook, the stages' and exits' Fastify parts. Encapsulated: nothing leaks. */
 export async function pipelineScope(scope: FastifyInstance, opts: PipelineScopeOptions): Promise<void> {
-  const contexts = opts.contexts;
-  scope.addHook('onRequest', function portcullisContext(request: FastifyRequest, reply: FastifyReply, done) {
-    const built = contexts.build(request.raw as unknown as Parameters<ContextFactory['build']>[0], request.id);
-    if ('kind' in built) {
-      sendRespond(reply, null, built);
-      return;
-    }
-    request.portcullis = built;
-    done();
-  });
+  scope.addHook('onRequest', doorHook(opts.door, opts.stages.map((b) => b.stage)));
   for (const built of opts.stages) await scope.register(stagePlugin(built));
-  // Reached only when no stage answered and no stage registered a handler for the route.
+  for (const exit of opts.exits.values()) if (exit.fastify) await exit.fastify(scope);
+  // Reached only when an exit let a request through that no route handles: fail closed.
   scope.setNotFoundHandler((request, reply) => {
     sendRespond(
       reply,
       request.portcullis,
-      page({ status: 500, title: 'Pipeline incomplete', message: 'No stage handled this request.', requestId: request.id, wantsJson: false, code: 'pipeline.unhandled' }),
+      page({ status: 500, title: 'Pipeline incomplete', message: 'No exit handled this request.', requestId: request.id, wantsJson: false, code: 'pipeline.unhandled' }),
     );
   });
 }

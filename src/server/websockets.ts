@@ -10,7 +10,7 @@
 // the proxy close the upstream side with the same code.
 import type { SessionRecord, SessionStore } from '../sessions/store.js';
 import type { Logger } from '../pipeline/logger.js';
-import { isPromise } from '../pipeline/chain.js';
+import { isPromise } from '../pipeline/maybe-async.js';
 
 /** What the registry needs of a `ws` WebSocket. */
 export interface ClosableWebSocket {

@@ -114,7 +114,7 @@ test('the pipeline is built too: an unknown stage or bad stage options fail the 
   const run = await check(unknown, { DEMO_CLIENT_SECRET: 'x' });
   assert.equal(run.code, 1);
   assert.match(run.stderr, /^.+stage\.yaml: pipeline\[1\]\.stage: /);
-  assert.match(run.stderr, /pipeline\[1\]\.stage: stage "no-such-stage" is neither a built-in stage \(auth, allowlist, mappings, headers, forward, upstream\)/);
+  assert.match(run.stderr, /pipeline\[1\]\.stage: stage "no-such-stage" is neither a built-in stage \(auth, allowlist, mappings, headers\)/);
   const badOptions = write('options.yaml', provider(`pipeline:
   - stage: auth
   - stage: ${join(root, 'examples/client-ip-allowlist/index.ts')}

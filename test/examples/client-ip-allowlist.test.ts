@@ -23,8 +23,6 @@ const pipeline = (stage: string, options: unknown) => [
   { stage: 'allowlist' },
   { stage: 'mappings' },
   { stage: 'headers' },
-  { stage: 'forward' },
-  { stage: 'upstream' },
 ];
 
 const stacks: Stack[] = [];
@@ -46,7 +44,7 @@ test('the stage loads from its module path, runs right after auth, and lets allo
   const stack = await stackWith({ allow: ['127.0.0.1/32'] });
   assert.deepEqual(
     stack.outpost.stages.map((s) => s.stage.name),
-    ['auth', 'client-ip-allowlist', 'allowlist', 'mappings', 'headers', 'forward', 'upstream'],
+    ['auth', 'client-ip-allowlist', 'allowlist', 'mappings', 'headers'],
   );
   const res = await httpGet(stack.url('app.localtest', '/public/page?x=1'));
   assert.equal(res.status, 200);
@@ -174,7 +172,7 @@ test('an unknown stage name fails with an error listing the built-in stages', as
   assert.equal(err.issues[0]!.field, 'pipeline[1].stage');
   assert.match(
     err.issues[0]!.message,
-    /^stage "client-ip-allowlst" is neither a built-in stage \(auth, allowlist, mappings, headers, forward, upstream\) nor a loadable module: /,
+    /^stage "client-ip-allowlst" is neither a built-in stage \(auth, allowlist, mappings, headers\) nor a loadable module: /,
   );
 });
 

@@ -15,6 +15,7 @@ import type { ProviderRuntime } from '../../src/config/provider.js';
 import type { RunningIdp } from '../../src/demo/identity-provider.js';
 import type { RequestContext, Respond, Stage } from '../../src/pipeline/contract.js';
 import type { Logger } from '../../src/pipeline/logger.js';
+import type { Exit } from '../../src/pipeline/exits.js';
 import { Outpost } from '../../src/server/outpost.js';
 import { EmbeddedSessionStore } from '../../src/sessions/embedded-store.js';
 import { validateProxyClaims } from '../../src/mappings/index.js';
@@ -111,6 +112,8 @@ export interface Harness {
   /** The providers' issuer (an unreachable loopback URL without an IdP). */
   readonly issuer: string;
   stage<T extends Stage = Stage>(name: string): T;
+  /** An exit of the outpost (`upstream`, `forward`, …). */
+  exit<T extends Exit = Exit>(name: string): T;
   provider(name: string): ProviderRuntime;
   /** The context factory's answer: a context, or a Respond when the request cannot be served. */
   build(spec: RequestSpec): RequestContext | Respond;
@@ -200,6 +203,11 @@ export async function createHarness(opts: HarnessOptions = {}): Promise<Harness>
       const found = outpost.stages.find((b) => b.stage.name === name);
       if (!found) throw new Error(`no stage ${name}`);
       return found.stage as T;
+    },
+    exit<T extends Exit = Exit>(name: string): T {
+      const found = outpost.exits.get(name);
+      if (!found) throw new Error(`no exit ${name}`);
+      return found as T;
     },
     provider,
     build,

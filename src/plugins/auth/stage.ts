@@ -10,7 +10,7 @@ import type { WebSocketRegistry } from '../../server/websockets.js';
 import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
 import type { SessionRecord, SessionStore } from '../../sessions/store.js';
 import type { Logger } from '../../pipeline/logger.js';
-import { isPromise } from '../../pipeline/chain.js';
+import { isPromise } from '../../pipeline/maybe-async.js';
 import { clearCookie, readCookie } from '../../http/cookies.js';
 import { sessionStoreUnavailable } from '../../http/pages.js';
 import { LoginFlow, addCookie, safeDecode } from './login.js';

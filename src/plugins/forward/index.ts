@@ -1,11 +1,10 @@
-import { defineStage, NO_OPTIONS } from '../../pipeline/contract.js';
+import type { ExitDefinition } from '../../pipeline/exits.js';
 import { PROVIDERS, SESSION_STORE } from '../../pipeline/tokens.js';
-import { ForwardStage } from './stage.js';
+import { ForwardExit } from './exit.js';
 
-/** `forward`: the forward-auth decision (200 + identity headers) for the reverse proxy. No options. */
-export const forwardStage = defineStage<Record<string, never>>({
+/** `forward`: the forward-auth decision (200 + identity headers) for the reverse proxy that asked. */
+export const forwardExit: ExitDefinition = {
   name: 'forward',
-  optionsSchema: NO_OPTIONS,
-  create: (container) => new ForwardStage(container.resolve(PROVIDERS), container.resolve(SESSION_STORE)),
-});
-export { ForwardStage };
+  create: (container) => new ForwardExit(container.resolve(PROVIDERS), container.resolve(SESSION_STORE)),
+};
+export { ForwardExit };

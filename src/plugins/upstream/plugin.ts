@@ -1,5 +1,5 @@
-// The Fastify side of the upstream stage: @fastify/http-proxy registered in the pipeline scope,
-// so every proxied request and WebSocket upgrade has passed the stage hooks first. It routes,
+// The Fastify side of the upstream exit: @fastify/http-proxy registered in the pipeline scope,
+// so every proxied request and WebSocket upgrade has passed the door's hook (context, chain, exit) first. It routes,
 // streams request bodies and proxies WebSocket upgrades; HTTP requests are forwarded by
 // Portcullis's own transport (transport.ts) through one undici Agent with a pool per origin.
 // What is forwarded: the normalized path (Fastify's rewriteUrl), the header stage's header list,
@@ -7,7 +7,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
 import { Agent, Pool, type Dispatcher } from 'undici';
-import type { UpstreamStage } from './stage.js';
+import type { UpstreamExit } from './exit.js';
 import { createForwarder } from './transport.js';
 import { ROUTED_METHODS } from '../../http/methods.js';
 import type { ClosableWebSocket } from '../../server/websockets.js';
@@ -19,7 +19,7 @@ export interface UpstreamTransportOptions {
 }
 
 /** One pool per origin; TLS is verified unless the origin is an internal_host that opted out. */
-export function createDispatcher(stage: UpstreamStage, opts: UpstreamTransportOptions): Agent {
+export function createDispatcher(stage: UpstreamExit, opts: UpstreamTransportOptions): Agent {
   const insecure = new Set(stage.providers.all.filter((p) => p.internalOrigin && !p.internalTlsVerify).map((p) => p.internalOrigin!));
   return new Agent({
     connections: opts.connections,
@@ -35,7 +35,7 @@ export function createDispatcher(stage: UpstreamStage, opts: UpstreamTransportOp
 /** The context of each upgraded request, by its TCP socket (for the WebSocket registry). */
 const upgradeContexts = new WeakMap<object, RequestContext>();
 
-export async function registerUpstream(scope: FastifyInstance, stage: UpstreamStage): Promise<void> {
+export async function registerUpstream(scope: FastifyInstance, stage: UpstreamExit): Promise<void> {
   const dispatcher = createDispatcher(stage, stage.transport);
   scope.addHook('onClose', async () => {
     await dispatcher.close();
@@ -45,7 +45,7 @@ export async function registerUpstream(scope: FastifyInstance, stage: UpstreamSt
     upstream: '',
     prefix: '/',
     websocket: true,
-    // Every method goes through the same chain and is proxied (TRACE is refused by the stage).
+    // Every method goes through the same chain and is proxied (TRACE is refused by the exit).
     httpMethods: [...ROUTED_METHODS],
     // HTTP requests go through Portcullis's own transport (transport.ts); @fastify/http-proxy
     // keeps routing, streamed bodies and WebSocket upgrades.
@@ -53,7 +53,7 @@ export async function registerUpstream(scope: FastifyInstance, stage: UpstreamSt
     undici: dispatcher as unknown as object,
     disableRequestLogging: true,
     replyOptions: {
-      // Where WebSocket upgrades connect to (the upstream stage's choice).
+      // Where WebSocket upgrades connect to (the upstream exit's choice).
       getUpstream: (request: FastifyRequest) => request.portcullis!.upstream!.origin,
     },
     // Every proxied WebSocket is known to the outpost, so that a shutdown closes it with 1001.

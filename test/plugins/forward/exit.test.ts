@@ -1,25 +1,26 @@
-// The forward stage (the forward-auth decision), run directly on contexts from the outpost's
-// context factory. The identity headers come from the header stage, as in the chain.
+// The forward-auth exit (the decision for the reverse proxy), run directly on contexts from the
+// outpost's context factory. That proxied requests never reach it is tested in test/pipeline/. The identity headers come from the header stage, as in the chain.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CONTINUE, type RequestContext, type Respond, type Stage, type StageOutcome } from '../../../src/pipeline/contract.js';
+import type { ForwardExit } from '../../../src/plugins/forward/exit.js';
 import type { SessionRecord } from '../../../src/sessions/store.js';
 import { createHarness, type Harness } from '../support.js';
 
 let h: Harness;
-let forward: Stage;
+let forward: ForwardExit;
 let headers: Stage;
 
 before(async () => {
   h = await createHarness();
-  forward = h.stage('forward');
+  forward = h.exit<ForwardExit>('forward');
   headers = h.stage('headers');
 });
 after(() => h.close());
 
 function run(ctx: RequestContext): StageOutcome {
-  const out = forward.run(ctx);
-  assert.ok(!(out instanceof Promise), 'the forward stage is synchronous');
+  const out = forward.finish(ctx);
+  assert.ok(!(out instanceof Promise), 'the forward exit is synchronous');
   return out;
 }
 
@@ -130,16 +131,5 @@ describe('anonymous', () => {
     ctx.session = fwdSession();
     assert.equal(ctx.identityHeaders, null);
     assert.equal(answer(run(ctx)).status, 401);
-  });
-});
-
-describe('proxy entries', () => {
-  test('CONTINUE, whatever the state', () => {
-    const anon = h.proxy('app', '/private');
-    assert.equal(run(anon), CONTINUE);
-    const signed = h.proxy('app', '/x');
-    signed.session = h.session('app');
-    headers.run(signed);
-    assert.equal(run(signed), CONTINUE);
   });
 });

@@ -1,9 +1,12 @@
-// The upstream stage: where a proxied request goes. The provider's internal_host, or the
-// session's validated backend_override (decided at login), with the Host header it gets.
-// Targets are built once per provider / per session, and each origin keeps one connection pool
-// (see plugin.ts), reused across requests.
+// The upstream exit: where a proxied request that the chain let through goes. The provider's
+// internal_host, or the session's validated backend_override (decided at login), with the Host
+// header it gets; the exit completes the header stage's list with that Host (the one header only
+// the target decides). Targets are built once per provider / per session, and each origin keeps
+// one connection pool (see plugin.ts), reused across requests.
 import { inject, injectable } from 'tsyringe';
-import { CONTINUE, type RequestContext, type Stage, type StageOutcome, type UpstreamTarget } from '../../pipeline/contract.js';
+import type { FastifyInstance } from 'fastify';
+import { CONTINUE, type RequestContext, type StageOutcome, type UpstreamTarget } from '../../pipeline/contract.js';
+import type { Exit } from '../../pipeline/exits.js';
 import { CONFIG, PROVIDERS, WEBSOCKETS } from '../../pipeline/tokens.js';
 import type { WebSocketRegistry } from '../../server/websockets.js';
 import type { PortcullisConfig } from '../../config/schema.js';
@@ -12,6 +15,7 @@ import type { SessionRecord } from '../../sessions/store.js';
 import { page } from '../../http/pages.js';
 import { normalizeHost, splitTarget, TargetError } from '../../http/normalize.js';
 import { ROUTED_METHODS } from '../../http/methods.js';
+import { registerUpstream } from './plugin.js';
 
 const TRACE_REFUSED = Object.freeze({
   kind: 'respond' as const,
@@ -21,8 +25,9 @@ const TRACE_REFUSED = Object.freeze({
 });
 
 @injectable()
-export class UpstreamStage implements Stage {
+export class UpstreamExit implements Exit {
   readonly name = 'upstream';
+  readonly afterChain = true;
   private readonly defaults: (UpstreamTarget | null)[];
   private readonly perSession = new WeakMap<SessionRecord, UpstreamTarget>();
 
@@ -38,8 +43,12 @@ export class UpstreamStage implements Stage {
     this.defaults = providers.all.map((p) => (p.internalOrigin ? Object.freeze({ origin: p.internalOrigin, hostHeader: p.internalHostHeader! }) : null));
   }
 
-  run(ctx: RequestContext): StageOutcome {
-    if (ctx.entry !== 'proxy') return CONTINUE;
+  /** The proxy route, its connection pools and the WebSocket proxy. */
+  fastify(scope: FastifyInstance): Promise<void> {
+    return registerUpstream(scope, this);
+  }
+
+  finish(ctx: RequestContext): StageOutcome {
     // TRACE would reflect the request — identity headers included — back to the client.
     if (ctx.method === 'TRACE') return TRACE_REFUSED;
     const target = this.targetFor(ctx);

@@ -1,25 +1,25 @@
-// The upstream stage (target choice only: the proxying itself is the Fastify side), run directly
+// The upstream exit (target choice only: the proxying itself is the Fastify side), run directly
 // on contexts from the outpost's context factory.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CONTINUE, type RequestContext, type Stage } from '../../../src/pipeline/contract.js';
-import type { UpstreamStage } from '../../../src/plugins/upstream/stage.js';
+import type { UpstreamExit } from '../../../src/plugins/upstream/exit.js';
 import type { SessionProxySettings } from '../../../src/sessions/store.js';
 import { createHarness, valuesOf, type Harness } from '../support.js';
 
 let h: Harness;
-let upstream: UpstreamStage;
+let upstream: UpstreamExit;
 let headers: Stage;
 
 before(async () => {
   h = await createHarness({ discover: false });
-  upstream = h.stage<UpstreamStage>('upstream');
+  upstream = h.exit<UpstreamExit>('upstream');
   headers = h.stage('headers');
 });
 after(() => h.close());
 
 function run(ctx: RequestContext): RequestContext {
-  assert.equal(upstream.run(ctx), CONTINUE);
+  assert.equal(upstream.finish(ctx), CONTINUE);
   return ctx;
 }
 
@@ -113,14 +113,15 @@ describe('session overrides (decided at login)', () => {
 });
 
 describe('forward entries', () => {
-  test('untouched: CONTINUE, no target, no header list', () => {
+  test('never reach this exit (the forward-auth exit answers them): no target, no header list', () => {
     for (const ctx of [h.nginx('https://fwd.localtest/x'), h.traefik('https://wiki.corp.localtest/x')]) {
       ctx.session = h.session(ctx.provider.name, { proxy: { backendOrigin: 'http://b.localtest', backendHost: 'b.localtest' } });
       assert.equal(headers.run(ctx), CONTINUE);
-      assert.equal(upstream.run(ctx), CONTINUE);
+      assert.equal(h.outpost.door.exit(ctx).name, 'forward');
       assert.equal(ctx.upstream, null);
       assert.equal(ctx.upstreamHeaders, null);
     }
+    assert.equal(h.outpost.door.exit(h.proxy('app', '/x')), upstream);
   });
 });
 

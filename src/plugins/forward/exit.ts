@@ -1,14 +1,15 @@
-// The forward stage: in forward-auth entries (nginx, Traefik, Caddy, Envoy) the request ends
-// here with the decision for the reverse proxy: 200 with the identity headers (authenticated),
-// 200 without them (allowlisted). Anonymous requests on protected paths never get here — the
-// allowlist stage has already challenged them (401 for nginx, 302 to the IdP for the others).
-// Proxy entries pass through untouched.
+// The forward-auth exit: a request through a forward-auth endpoint (nginx, Traefik, Caddy, Envoy)
+// that the chain let through ends here with the decision for the reverse proxy: 200 with the
+// identity headers (authenticated), 200 without them (allowlisted). Anonymous requests on
+// protected paths never get here — the allowlist stage has already challenged them (401 for
+// nginx, 302 to the IdP for the others).
 //
 // Envoy copies only the headers an answer carries (allowed_upstream_headers): a client's copy of an
 // identity header the answer lacks — every one on an allowlisted path — would reach the
 // application. Envoy answers therefore list every other identity and additional-header name in
 // `x-envoy-auth-headers-to-remove`, which Envoy removes from the request it passes on.
-import { CONTINUE, type HeaderMap, type RequestContext, type Respond, type Stage, type StageOutcome } from '../../pipeline/contract.js';
+import type { HeaderMap, RequestContext, Respond } from '../../pipeline/contract.js';
+import type { Exit } from '../../pipeline/exits.js';
 import type { ProviderRegistry } from '../../config/provider.js';
 import type { SessionStore } from '../../sessions/store.js';
 import { IDENTITY_HEADERS } from './configs.js';
@@ -22,8 +23,9 @@ interface EnvoyAnswer {
   readonly answer: Respond;
 }
 
-export class ForwardStage implements Stage {
+export class ForwardExit implements Exit {
   readonly name = 'forward';
+  readonly afterChain = true;
   private readonly allowAnonymous = Object.freeze({ kind: 'respond' as const, status: 200, headers: Object.freeze({ 'cache-control': 'no-store' }), body: '' });
   /**
    * The whole answer per identity map (the header stage caches one map per session): the
@@ -44,8 +46,7 @@ export class ForwardStage implements Stage {
     this.seenNames = store?.headerNames() ?? new Set();
   }
 
-  run(ctx: RequestContext): StageOutcome {
-    if (ctx.entry === 'proxy') return CONTINUE;
+  finish(ctx: RequestContext): Respond {
     if (ctx.entry === 'envoy') return this.envoy(ctx);
     if (ctx.session !== null && ctx.identityHeaders !== null) {
       let answer = this.answers.get(ctx.identityHeaders);
@@ -91,7 +92,7 @@ export class ForwardStage implements Stage {
   }
 }
 
-/** Fail closed: neither a session nor an unauthenticated path (a stage was removed from the chain?). */
+/** Fail closed: neither a session nor an unauthenticated path (a third-party stage cleared them?). */
 function unauthorized(): Respond {
   return { kind: 'respond', status: 401, headers: { 'cache-control': 'no-store' }, body: 'unauthorized request' };
 }

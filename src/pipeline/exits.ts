@@ -1,0 +1,53 @@
+// Exits: where a request leaves Portcullis once the decision chain has let it through. The chain
+// only decides and enriches; what its "go on" means depends on how the request came in: proxied
+// to the upstream (the upstream plugin), answered 200 with identity headers to the reverse proxy
+// that asked (the forward-auth plugin), or served by a login endpoint (the auth plugin). Exits are
+// no stages: a `pipeline:` cannot leave one out, reorder it, or run one for the wrong kind of
+// request.
+import type { DependencyContainer } from 'tsyringe';
+import type { FastifyInstance } from 'fastify';
+import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from './contract.js';
+import { runStages } from './chain.js';
+import { isPromise } from './maybe-async.js';
+
+export interface Exit {
+  readonly name: string;
+  /**
+   * Whether the decision chain runs before this exit. The login endpoints say false: they are
+   * reached signed in or not, and identify the user themselves.
+   */
+  readonly afterChain: boolean;
+  /**
+   * What the chain's "go on" becomes: an answer (a forward-auth decision, a login page), or
+   * CONTINUE to hand the request to the route's handler (the proxy, which streams it upstream).
+   * Still in onRequest: no body has been read.
+   */
+  finish(ctx: RequestContext): StageOutcome | Promise<StageOutcome>;
+  /** Fastify parts of the exit (the proxy route, its connection pools), in its own scope. */
+  fastify?(scope: FastifyInstance): Promise<void>;
+}
+
+/** How a plugin contributes an exit: built once per config generation from the DI container. */
+export interface ExitDefinition {
+  readonly name: string;
+  create(container: DependencyContainer): Exit | Promise<Exit>;
+}
+
+export async function buildExits(definitions: readonly ExitDefinition[], container: DependencyContainer): Promise<Map<string, Exit>> {
+  const out = new Map<string, Exit>();
+  for (const def of definitions) {
+    if (out.has(def.name)) throw new Error(`exit "${def.name}" is defined twice`);
+    out.set(def.name, await def.create(container));
+  }
+  return out;
+}
+
+/**
+ * The chain, then the exit: a stage's answer ends the request; the chain's "go on" is what the exit
+ * makes of it. The Fastify hook (fastify.ts), the benchmarks and tests all serve a request so.
+ */
+export function runToExit(stages: readonly Stage[], exit: Exit, ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
+  const out = exit.afterChain ? runStages(stages, ctx) : CONTINUE;
+  if (isPromise(out)) return out.then((o) => (o.kind === 'respond' ? o : exit.finish(ctx)));
+  return out.kind === 'respond' ? out : exit.finish(ctx);
+}
