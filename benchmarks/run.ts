@@ -19,11 +19,11 @@ import { runStageBenches } from './stages/stages.js';
 
 const HELP = `Usage: npm run bench -- [options]
   --only <list>            stages,e2e,memory (default: all three)
-  --scenarios <list>       e2e scenario numbers, e.g. 2,3,5 (default: all, 1-12)
+  --scenarios <list>       e2e scenario numbers, e.g. 2,3,5 (default: all, 1-17)
   --duration <s>           seconds per scenario per round (default 5)
   --rounds <n>             interleaved rounds (default 3)
   --warmup <s>             warm-up seconds per scenario (default 2)
-  --connections <n>        connections (default 32)
+  --connections <n>        connections (default 32; 15-17: N streams or connections)
   --generator <wrk|autocannon>   default: wrk when installed
   --sessions <n>           memory scenario: distinct sessions (default 10000)
   --memory-duration <s>    memory scenario: sustained load (default 60, as issue 5 asks)

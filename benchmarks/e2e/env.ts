@@ -16,6 +16,10 @@ export interface PortcullisSpec {
   mode: 'proxy' | 'forward_single';
   port: number;
   clientSecret: string;
+  /** Also an HTTPS listener (h2 and http/1.1 by ALPN) on this port, serving the same provider. */
+  httpsPort?: number;
+  /** outpost.workers (only the command-line start, startPortcullisService, acts on it). */
+  workers?: number;
 }
 
 export interface Env {
@@ -33,7 +37,7 @@ export interface Env {
 
 export interface EnvOptions {
   /** Portcullis instances to register with the IdP (name → mode). */
-  portcullis: { name: string; mode: 'proxy' | 'forward_single' }[];
+  portcullis: { name: string; mode: 'proxy' | 'forward_single'; https?: boolean; workers?: number }[];
   express: boolean;
   apache?: boolean;
   nodeArgs?: string[];
@@ -45,7 +49,9 @@ export async function startEnv(opts: EnvOptions): Promise<Env> {
   children.push(upstream);
   const upstreamUrl = `http://127.0.0.1:${upstream.info.port}`;
   const portcullis = new Map<string, PortcullisSpec>();
-  for (const p of opts.portcullis) portcullis.set(p.name, { ...p, port: await freePort(), clientSecret: randomBytes(18).toString('base64url') });
+  for (const { https, ...p } of opts.portcullis) {
+    portcullis.set(p.name, { ...p, port: await freePort(), clientSecret: randomBytes(18).toString('base64url'), ...(https ? { httpsPort: await freePort() } : {}) });
+  }
   const express = opts.express ? { port: await freePort(), clientSecret: randomBytes(18).toString('base64url') } : null;
   const clients = [...portcullis.values()].map((p) => ({
     client_id: `client-${p.name}`,
@@ -80,8 +86,10 @@ export function portcullisConfig(env: Env, spec: PortcullisSpec): Record<string,
   return {
     outpost: {
       name: 'bench outpost',
-      listeners: { http: `127.0.0.1:${spec.port}`, https: null },
+      listeners: { http: `127.0.0.1:${spec.port}`, https: spec.httpsPort ? `127.0.0.1:${spec.httpsPort}` : null },
       log_level: 'silent',
+      // Scenarios 3-5 and 15-17 run one process (Outpost.create); 13 and 14 set it (the CLI's path).
+      workers: spec.workers ?? 1,
       ...(spec.mode === 'proxy' ? {} : { trusted_proxies: ['127.0.0.1'] }),
     },
     providers: [
@@ -104,6 +112,20 @@ export async function startPortcullis(env: Env, name: string, nodeArgs?: string[
   const spec = env.portcullis.get(name);
   if (!spec) throw new Error(`no Portcullis instance ${name}`);
   const child = await startNodeServer(`portcullis-${name}`, 'portcullis', { config: portcullisConfig(env, spec), logLevel }, { nodeArgs });
+  env.children.push(child);
+  return child;
+}
+
+/**
+ * Portcullis started as the command line does (runService), so that `outpost.workers` applies:
+ * with 2 the child is the cluster's primary and its workers are its children.
+ */
+export async function startPortcullisService(env: Env, name: string): Promise<Child> {
+  const spec = env.portcullis.get(name);
+  if (!spec) throw new Error(`no Portcullis instance ${name}`);
+  // Always silent: the service logs to its stdout, which is the harness's.
+  const config = portcullisConfig(env, spec);
+  const child = await startNodeServer(`portcullis-${name}`, 'portcullis-service', { config, port: spec.port }, { timeoutMs: 60_000 });
   env.children.push(child);
   return child;
 }

@@ -7,6 +7,18 @@ import { join } from 'node:path';
 
 export type Generator = 'wrk' | 'autocannon';
 
+/** h2load's own settings for one scenario (HTTP/2 against HTTP/1.1 on the TLS listener). */
+export interface H2loadSpec {
+  /** Connections (h2load -c). */
+  clients: number;
+  /** Concurrent streams per connection (h2load -m); 1 for HTTP/1.1. */
+  streams: number;
+  /** HTTP/1.1 over TLS (h2load --h1) instead of h2. */
+  h1: boolean;
+  /** host:port to connect to instead of the URL's authority (h2load --connect-to). */
+  connectTo: string;
+}
+
 export interface LoadSpec {
   url: string;
   headers: Record<string, string>;
@@ -14,12 +26,16 @@ export interface LoadSpec {
   durationSec: number;
   /** Rotate the Cookie header over these values, one per request (memory scenario). */
   cookies?: string[];
+  /** Load this scenario with h2load instead of the run's generator (connections/streams its own). */
+  h2load?: H2loadSpec;
 }
 
 export interface LoadResult {
   rps: number;
   p50Ms: number;
   p99Ms: number;
+  /** Mean latency, when the generator reports no percentiles (h2load). */
+  meanMs?: number;
   requests: number;
   /** Responses with status >= 400 plus socket errors (wrk counts 3xx as success; probes check status). */
   errors: number;
@@ -33,7 +49,58 @@ export function detectGenerator(forced?: string): Generator {
 }
 
 export async function runLoad(gen: Generator, spec: LoadSpec): Promise<LoadResult> {
+  if (spec.h2load) return runH2load(spec, spec.h2load);
   return gen === 'wrk' ? runWrk(spec) : runAutocannon(spec);
+}
+
+/** Debian's nghttp2-client; PORTCULLIS_H2LOAD names another (the harness test names a missing one). */
+export const h2loadBinary = () => process.env.PORTCULLIS_H2LOAD ?? '/usr/bin/h2load';
+
+export function h2loadAvailable(): boolean {
+  return !spawnSync(h2loadBinary(), ['--version'], { stdio: 'ignore' }).error;
+}
+
+/**
+ * h2load's summary: req/s, the requests done and their status codes. It reports no latency
+ * percentiles, only min/max/mean of "time for request": the mean is given as p50 is not known.
+ */
+export function parseH2load(out: string): LoadResult {
+  const rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
+  const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
+  const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
+  if (!Number.isFinite(rps) || !req || !codes) throw new Error(`could not parse h2load output:\n${out}`);
+  const done = Number(req[3]);
+  // Status codes also count answers that arrived after the duration ended: compare the others.
+  const notOk = Number(codes[2]) + Number(codes[3]) + Number(codes[4]);
+  const mean = /time for request:\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(us|ms|s)\s/.exec(out);
+  return { rps, p50Ms: NaN, p99Ms: NaN, meanMs: mean ? toMs(mean[1]!, mean[2]!) : NaN, requests: done, errors: notOk + Number(req[5]) + Number(req[6]) + Number(req[7]) };
+}
+
+async function runH2load(spec: LoadSpec, h: H2loadSpec): Promise<LoadResult> {
+  const args = ['-c', String(h.clients), '-m', String(h.streams), '-t', '1', '-D', String(spec.durationSec), '--connect-to', h.connectTo];
+  if (h.h1) args.push('--h1');
+  // h2load sends the URL's authority as :authority (h2) or Host (h1); other headers as given.
+  for (const [k, v] of Object.entries(spec.headers)) if (k.toLowerCase() !== 'host') args.push('-H', `${k}: ${v}`);
+  args.push(spec.url);
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(h2loadBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), (spec.durationSec + 30) * 1000);
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(text);
+      else reject(new Error(`h2load exited with ${code}:\n${text}`));
+    });
+  });
+  // h2load ends 0 even when it could not negotiate the protocol asked for: check it did.
+  const want = h.h1 ? 'http/1.1' : 'h2';
+  if (!out.includes(`Application protocol: ${want}\n`)) throw new Error(`h2load did not speak ${want}:\n${out}`);
+  const parsed = parseH2load(out);
+  if ((parsed.errors > 0 || process.env.BENCH_DEBUG === 'all') && process.env.BENCH_DEBUG) process.stderr.write(out);
+  return parsed;
 }
 
 function toMs(v: string, unit: string): number {

@@ -37,7 +37,7 @@ export interface Child {
   readonly name: string;
   readonly pid: number;
   readonly info: Record<string, unknown>;
-  /** Resident set size now and its high-water mark, in bytes (from /proc/<pid>/status). */
+  /** Resident set size now and its high-water mark, in bytes, summed over the process tree (from /proc/<pid>/status). */
   rss(): { rss: number; hwm: number };
   /** CPU seconds (user + system) used so far by the process and every process below it. */
   cpu(): number;
@@ -63,6 +63,45 @@ const CLK_TCK = (() => {
   return Number.isFinite(n) && n > 0 ? n : 100;
 })();
 
+/** `pid` and every process below it, from /proc (each process's parent in its stat line). */
+export function processTree(pid: number): number[] {
+  const parents = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [pid];
+  }
+  for (const e of entries) {
+    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
+    const stat = readStat(Number(e));
+    if (!stat) continue;
+    const list = parents.get(stat.ppid);
+    if (list) list.push(Number(e));
+    else parents.set(stat.ppid, [Number(e)]);
+  }
+  const out: number[] = [];
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    out.push(p);
+    todo.push(...(parents.get(p) ?? []));
+  }
+  return out;
+}
+
+function readStat(pid: number): { ppid: number; ticks: number } | null {
+  try {
+    const raw = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    const f = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+    // f[0] is field 3 (state): ppid is field 4, utime..cstime fields 14..17.
+    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) };
+  } catch {
+    return null; // the process ended while we read
+  }
+}
+
 /**
  * CPU seconds of `pid` and all its descendants: utime + stime of each live process, plus the
  * cutime + cstime it collected from children that already exited (Apache's workers come and
@@ -70,39 +109,25 @@ const CLK_TCK = (() => {
  * divided by the requests served is the server's CPU per request, whatever the core count.
  */
 export function cpuSeconds(pid: number): number {
-  const stats = new Map<number, { ppid: number; ticks: number }>();
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return NaN;
-  }
-  for (const e of entries) {
-    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
-    try {
-      const raw = readFileSync(`/proc/${e}/stat`, 'utf8');
-      // The command name may hold spaces and parentheses: the fields start after the last ')'.
-      const f = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
-      // f[0] is field 3 (state): ppid is field 4, utime..cstime fields 14..17.
-      stats.set(Number(e), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
-    } catch {
-      // the process ended while we read
-    }
-  }
-  const children = new Map<number, number[]>();
-  for (const [p, s] of stats) {
-    const list = children.get(s.ppid);
-    if (list) list.push(p);
-    else children.set(s.ppid, [p]);
-  }
   let ticks = 0;
-  const todo = [pid];
-  while (todo.length > 0) {
-    const p = todo.pop()!;
-    ticks += stats.get(p)?.ticks ?? 0;
-    todo.push(...(children.get(p) ?? []));
-  }
+  for (const p of processTree(pid)) ticks += readStat(p)?.ticks ?? 0;
   return ticks / CLK_TCK;
+}
+
+/**
+ * RSS of the whole process tree: the sum over its processes of their RSS now and of their
+ * high-water marks (Portcullis's primary and its workers, Apache's parent and its child). Shared
+ * pages count once per process, so for several processes this is an upper bound.
+ */
+export function treeRss(pid: number): { rss: number; hwm: number } {
+  let rss = 0;
+  let hwm = 0;
+  for (const p of processTree(pid)) {
+    const r = readRss(p);
+    rss += r.rss;
+    hwm += r.hwm;
+  }
+  return { rss, hwm };
 }
 
 function track(name: string, child: ChildProcess): void {
@@ -160,7 +185,7 @@ export async function startNodeServer(name: string, script: string, config: Reco
     name,
     pid: child.pid!,
     info,
-    rss: () => readRss(child.pid!),
+    rss: () => treeRss(child.pid!),
     cpu: () => cpuSeconds(child.pid!),
     ask: (msg, timeoutMs = 60_000) =>
       new Promise((resolve, reject) => {
@@ -200,7 +225,7 @@ export async function startProgram(
     name,
     pid: child.pid!,
     info: { port },
-    rss: () => readRss(child.pid!),
+    rss: () => treeRss(child.pid!),
     cpu: () => cpuSeconds(child.pid!),
     ask: () => Promise.reject(new Error(`${name}: no IPC`)),
     stop: () => stopProcess(child, opts.stopSignal ?? 'SIGQUIT'),

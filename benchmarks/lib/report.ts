@@ -37,15 +37,28 @@ export function markdown(r: Results): string {
     out.push('|---|---|---:|---:|---:|---:|---:|---:|');
     for (const x of r.e2e) {
       if (x.status === 'skipped') out.push(`| ${x.id} | ${x.label} | skipped: ${x.note} | | | | | |`);
-      else out.push(`| ${x.id} | ${x.label} | ${f(x.rps)} | ${f(x.cpuUsPerReq, 1)} | ${f(x.ratioToBare, 2)} | ${f(x.p50Ms, 2)} | ${f(x.p99Ms, 2)} | ${f(x.peakRssMb, 1)} |`);
+      else {
+        // h2load reports no percentiles: its mean latency stands in the p50 column, marked.
+        const p50 = Number.isFinite(x.p50Ms ?? NaN) ? f(x.p50Ms, 2) : x.meanMs !== undefined ? `mean ${f(x.meanMs, 2)}` : '–';
+        out.push(`| ${x.id} | ${x.label} | ${f(x.rps)} | ${f(x.cpuUsPerReq, 1)} | ${f(x.ratioToBare, 2)} | ${p50} | ${f(x.p99Ms, 2)} | ${f(x.peakRssMb, 1)} |`);
+      }
     }
     out.push('');
-    out.push('CPU µs/req: the server process tree\'s user + system CPU time over a round (from /proc) divided by the requests it served; it holds whatever the number of cores. The load generator and the upstream are not counted.');
+    out.push('CPU µs/req: the server process tree\'s user + system CPU time over a round (from /proc) divided by the requests it served; it holds whatever the number of cores. The load generator and the upstream are not counted. Go (10, 11) runs with GOMAXPROCS=1, every Node server in one process except 14; Apache (12) is one child of 64 threads and nginx (8) one process. Peak RSS is summed over the process tree (14: primary + workers; 12: parent + child). 15-17 are loaded by h2load (one thread), which reports no percentiles: its mean latency is shown.');
     out.push('');
+    const comparisons = comparisonLines(r);
+    if (comparisons.length > 0) {
+      out.push('### Side by side (paired per round)');
+      out.push('');
+      out.push('| Comparison | req/s ratio | CPU µs/req |');
+      out.push('|---|---:|---|');
+      out.push(...comparisons);
+      out.push('');
+    }
   }
   const targets = targetLines(r);
   if (targets.length > 0) {
-    out.push('### Targets');
+    out.push('### Targets (issue 9: speed per core; issue 5)');
     out.push('');
     out.push('| Target | Measured | |');
     out.push('|---|---|---|');
@@ -68,6 +81,10 @@ export function markdown(r: Results): string {
     out.push('| Stage | Benchmark | time/op | ops/s | target |');
     out.push('|---|---|---:|---:|---|');
     for (const x of r.stages) {
+      if (x.skipped) {
+        out.push(`| ${x.group} | ${x.name} | skipped: ${x.skipped} | | |`);
+        continue;
+      }
       const target = x.targetNs ? `< ${fmtNs(x.targetNs)}: ${x.nsPerOp <= x.targetNs ? 'met' : `**missed** (${(x.nsPerOp / x.targetNs).toFixed(1)}×)`}` : '';
       if (x.bytes !== undefined) out.push(`| ${x.group} | ${x.name} | ${fmtBytes(x.bytes)} | – | |`);
       else out.push(`| ${x.group} | ${x.name} | ${fmtNs(x.nsPerOp)} | ${fmtOps(x.opsPerSec)} | ${target} |`);
@@ -84,13 +101,13 @@ export function svgChart(r: Results): string {
   const rows = (r.e2e ?? []).filter((x) => x.status === 'ok' && x.rps !== undefined);
   // The label column fits the longest label (about 7 px per character at 13 px).
   const labelW = Math.max(200, 16 + 7 * Math.max(0, ...rows.map((x) => `${x.id}. ${x.label}`.length)));
-  const width = labelW + 540;
+  const width = labelW + 680;
   const barH = 26;
   const gap = 10;
   const top = 50;
   const height = top + rows.length * (barH + gap) + 40;
   const max = Math.max(1, ...rows.map((x) => x.rps!));
-  const scale = (width - labelW - 110) / max;
+  const scale = (width - labelW - 250) / max;
   const bare = rows.find((x) => x.id === 2);
   const palette: Record<string, string> = { 'proxy-auth': '#2b6cb0', 'proxy-allowlisted': '#2b6cb0', 'auth-nginx': '#2b6cb0', 'bare-proxy': '#718096', express: '#c05621', nginx: '#2f855a' };
   const parts: string[] = [];
@@ -104,7 +121,8 @@ export function svgChart(r: Results): string {
     parts.push(`<text x="${labelW - 8}" y="${y + barH / 2 + 4}" text-anchor="end">${esc(`${x.id}. ${x.label}`)}</text>`);
     parts.push(`<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${palette[x.key] ?? '#a0aec0'}" rx="2"/>`);
     const ratio = x.ratioToBare !== undefined && x.id !== 2 ? ` (${x.ratioToBare.toFixed(2)}×)` : '';
-    parts.push(`<text x="${labelW + w + 6}" y="${y + barH / 2 + 4}">${esc(`${Math.round(x.rps!).toLocaleString('en-US')}${ratio}`)}</text>`);
+    const cpu = x.cpuUsPerReq !== undefined && Number.isFinite(x.cpuUsPerReq) ? ` · ${x.cpuUsPerReq.toFixed(0)} µs CPU/req` : '';
+    parts.push(`<text x="${labelW + w + 6}" y="${y + barH / 2 + 4}">${esc(`${Math.round(x.rps!).toLocaleString('en-US')}${ratio}${cpu}`)}</text>`);
   });
   if (bare) {
     const x = labelW + bare.rps! * scale;
@@ -130,6 +148,26 @@ export function pairedRatio(a: ScenarioResult | undefined, b: ScenarioResult | u
   const xs = a.rounds.map((x, i) => x.rps / b.rounds[i]!.rps).sort((p, q) => p - q);
   const m = xs.length >> 1;
   return xs.length % 2 ? xs[m]! : (xs[m - 1]! + xs[m]!) / 2;
+}
+
+/** Medians of per-round ratios a/b (CPU per request: a's median against b's). */
+function comparisonLines(r: Results): string[] {
+  const by = (id: number) => r.e2e?.find((x) => x.id === id && x.status === 'ok');
+  const out: string[] = [];
+  const pair = (what: string, a: number, b: number) => {
+    const ratio = pairedRatio(by(a), by(b));
+    if (ratio === undefined) return;
+    out.push(`| ${what} | ${ratio.toFixed(2)}× | ${f(by(a)!.cpuUsPerReq, 1)} vs ${f(by(b)!.cpuUsPerReq, 1)} |`);
+  };
+  pair('workers: 2 (14) against workers: 1 (13), 2 cores shared with the load generator and the upstream', 14, 13);
+  pair('HTTP/2, 1 connection × N streams (15) against HTTP/1.1, N connections (17)', 15, 17);
+  pair('HTTP/2, N connections × 1 stream (16) against HTTP/1.1, N connections (17)', 16, 17);
+  pair('HTTP/1.1 over TLS (17) against plain HTTP (3)', 17, 3);
+  pair('Portcullis proxy, authenticated (3) against Go ReverseProxy + cookie session, 1 core (11)', 3, 11);
+  pair('Portcullis proxy, authenticated (3) against Go ReverseProxy bare, 1 core (10)', 3, 10);
+  pair('Portcullis proxy, authenticated (3) against Apache + mod_auth_openidc (12)', 3, 12);
+  pair('Portcullis proxy, authenticated (3) against nginx proxy_pass, 1 process (8)', 3, 8);
+  return out;
 }
 
 function targetLines(r: Results): string[] {

@@ -13,7 +13,7 @@ import { parseConfig } from '../../src/config/index.js';
 import { Outpost } from '../../src/server/outpost.js';
 import { EmbeddedSessionStore } from '../../src/sessions/embedded-store.js';
 import { RedisSessionStore } from '../../src/sessions/redis-store.js';
-import { startRedis } from '../../test/support/redis.js';
+import { startRedis, REDIS_BIN, type RunningRedis } from '../../test/support/redis.js';
 import type { RequestContext, Stage } from '../../src/pipeline/contract.js';
 import { runStages } from '../../src/pipeline/chain.js';
 import { runToExit } from '../../src/pipeline/exits.js';
@@ -38,6 +38,8 @@ export interface StageRow {
   targetNs?: number;
   /** A size, not a time (memory per session): shown instead of time/op. */
   bytes?: number;
+  /** Not measured, and why (a tool that is not installed). */
+  skipped?: string;
 }
 
 export interface StageOptions {
@@ -299,7 +301,7 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
     // --- session stores: the lookup on every request, and memory per session ------------------
     if (want('store')) await storeBenches(parsed, bench, (row) => {
       rows.push(row);
-      log(`  ${row.group.padEnd(10)} ${row.name.padEnd(58)} ${fmtBytes(row.bytes!).padStart(10)}`);
+      log(`  ${row.group.padEnd(10)} ${row.name.padEnd(58)} ${row.skipped ? `skipped: ${row.skipped}` : fmtBytes(row.bytes!).padStart(10)}`);
     }, dir, silent);
   } finally {
     await outpost?.close().catch(() => undefined);
@@ -318,10 +320,14 @@ type Bench = (group: string, name: string, fn: () => unknown, targetNs?: number)
  * the authenticated proxy chain on each (its per-session header caches hit with both), and the
  * memory each session costs: bytes on disk or in Redis, and heap for the cached record.
  */
-async function storeBenches(parsed: ReturnType<typeof parseConfig>, bench: Bench, size: (row: StageRow) => void, dir: string, silent: PinoLogger): Promise<void> {
+async function storeBenches(parsed: ReturnType<typeof parseConfig>, bench: Bench, report: (row: StageRow) => void, dir: string, silent: PinoLogger): Promise<void> {
   const log = silent as unknown as Logger;
   const keys = new Map([['app', randomBytes(32)]]);
-  const redis = await startRedis();
+  // Redis rows need a real redis-server (Debian redis-server); without one they say so.
+  const redis: RunningRedis | null = existsSync(REDIS_BIN) ? await startRedis() : null;
+  const noRedis = `redis-server is not installed (${REDIS_BIN}; Debian redis-server)`;
+  const skipped = (group: string, name: string) => report({ group, name, nsPerOp: NaN, opsPerSec: NaN, p99Ns: NaN, skipped: noRedis });
+  const size = (group: string, name: string, bytes: number) => report({ group, name, nsPerOp: 0, opsPerSec: 0, p99Ns: 0, bytes });
   const opened: SessionStore[] = [];
   const open = async <T extends SessionStore>(s: T): Promise<T> => {
     await s.open();
@@ -333,24 +339,34 @@ async function storeBenches(parsed: ReturnType<typeof parseConfig>, bench: Bench
     const dbPath = join(dir, 'bench-sessions.db');
     const sqlite = await open(new EmbeddedSessionStore({ path: dbPath, keys, log }));
     const sqliteCold = await open(new EmbeddedSessionStore({ path: dbPath, keys, log, recordCacheSize: 0 }));
-    const red = await open(new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'bench:' }));
-    const redCold = await open(new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'bench:', recordCacheSize: 0 }));
     const session = sessionRecord('app', 10);
     await sqlite.put(session);
-    await red.put(session);
     await bench('store', 'SQLite get(): row version read, record cached (hit)', () => sqlite.get(session.id));
     await bench('store', 'SQLite get(): row read + decrypt (miss)', () => sqliteCold.get(session.id));
     await bench('store', 'SQLite get(): unknown id', () => sqlite.get('no-such-session'));
-    await bench('store', 'Redis get(): GET, record cached (hit)', () => red.get(session.id));
-    await bench('store', 'Redis get(): GET + decrypt (miss)', () => redCold.get(session.id));
+    if (redis) {
+      const red = await open(new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'bench:' }));
+      const redCold = await open(new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'bench:', recordCacheSize: 0 }));
+      await red.put(session);
+      await bench('store', 'Redis get(): GET, record cached (hit)', () => red.get(session.id));
+      await bench('store', 'Redis get(): GET + decrypt (miss)', () => redCold.get(session.id));
+    } else {
+      skipped('store', 'Redis get(): GET, record cached (hit)');
+      skipped('store', 'Redis get(): GET + decrypt (miss)');
+    }
 
     // The authenticated proxy request through every stage, with each store behind the auth stage.
     // Outpost.create opens (and close() closes) the store it is given: one of their own.
-    const chainStores = [
+    const chainStores: [string, SessionStore | null][] = [
       ['SQLite', new EmbeddedSessionStore({ path: dbPath, keys, log })],
-      ['Redis', new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'bench:' })],
-    ] as const;
+      ['Redis', redis ? new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'bench:' }) : null],
+    ];
     for (const [name, store] of chainStores) {
+      const label = `proxy request, authenticated, ${name} store: context + all stages`;
+      if (!store) {
+        skipped('store', label);
+        continue;
+      }
       const o = await Outpost.create(parsed, { logger: silent, store });
       outposts.push(o);
       const app = o.providers.all.find((p) => p.name === 'app')!;
@@ -365,7 +381,7 @@ async function storeBenches(parsed: ReturnType<typeof parseConfig>, bench: Bench
       };
       const probe = (await run()) as { kind: string };
       if (probe.kind !== 'continue') throw new Error(`store bench: the ${name} chain answered ${probe.kind}`);
-      await bench('store', `proxy request, authenticated, ${name} store: context + all stages`, run);
+      await bench('store', label, run);
     }
 
     // Memory per session: N logins into fresh stores.
@@ -378,31 +394,36 @@ async function storeBenches(parsed: ReturnType<typeof parseConfig>, bench: Bench
     };
     const memPath = join(dir, 'bench-memory.db');
     const memSqlite = await open(new EmbeddedSessionStore({ path: memPath, keys, log }));
-    const memRedis = await open(new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'mem:' }));
+    const memRedis = redis ? await open(new RedisSessionStore({ url: redis.url, keys, log, keyPrefix: 'mem:' })) : null;
     const records = Array.from({ length: n }, () => sessionRecord('app', 10));
-    const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await (memRedis as unknown as { client: { info(s: string): Promise<string> } }).client.info('memory'))![1]);
-    const redisBefore = await usedMemory();
+    const usedMemory = async (store: RedisSessionStore) => Number(/used_memory:(\d+)/.exec(await (store as unknown as { client: { info(s: string): Promise<string> } }).client.info('memory'))![1]);
+    const redisBefore = memRedis ? await usedMemory(memRedis) : 0;
     for (const r of records) await memSqlite.put(r);
-    for (const r of records) await memRedis.put(r);
-    const redisAfter = await usedMemory();
+    if (memRedis) for (const r of records) await memRedis.put(r);
+    const redisAfter = memRedis ? await usedMemory(memRedis) : 0;
     const fileBytes = () => statSync(memPath).size + (existsSync(memPath + '-wal') ? statSync(memPath + '-wal').size : 0);
     await memSqlite.close(); // checkpoints the WAL into the file
     opened.splice(opened.indexOf(memSqlite), 1);
     const reopened = await open(new EmbeddedSessionStore({ path: memPath, keys, log }));
-    size({ group: 'store mem', name: `SQLite file, per session (${n} sessions, after checkpoint)`, nsPerOp: 0, opsPerSec: 0, p99Ns: 0, bytes: fileBytes() / n });
-    size({ group: 'store mem', name: `Redis used_memory, per session (${n} sessions)`, nsPerOp: 0, opsPerSec: 0, p99Ns: 0, bytes: (redisAfter - redisBefore) / n });
+    size('store mem', `SQLite file, per session (${n} sessions, after checkpoint)`, fileBytes() / n);
+    if (memRedis) size('store mem', `Redis used_memory, per session (${n} sessions)`, (redisAfter - redisBefore) / n);
+    else skipped('store mem', `Redis used_memory, per session (${n} sessions)`);
     for (const [name, store] of [['SQLite', reopened], ['Redis', memRedis]] as const) {
+      if (!store) {
+        skipped('store mem', `${name} process heap per cached record (Portcullis side)`);
+        continue;
+      }
       const before = heap();
       const kept: unknown[] = [];
       for (const r of records) kept.push(await store.get(r.id));
       const after = heap();
       do_not_optimize(kept);
-      size({ group: 'store mem', name: `${name} process heap per cached record (Portcullis side)`, nsPerOp: 0, opsPerSec: 0, p99Ns: 0, bytes: Math.max(0, after - before) / n });
+      size('store mem', `${name} process heap per cached record (Portcullis side)`, Math.max(0, after - before) / n);
     }
   } finally {
     for (const o of outposts) await o.close().catch(() => undefined);
     for (const s of opened) await s.close().catch(() => undefined);
-    await redis.stop();
+    await redis?.stop();
   }
 }
 

@@ -3,9 +3,9 @@
 // scenario and cleans up; one stage benchmark runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runE2E } from '../../benchmarks/e2e/scenarios.js';
+import { runE2E, type ScenarioResult } from '../../benchmarks/e2e/scenarios.js';
 import { runStageBenches } from '../../benchmarks/stages/stages.js';
-import { detectGenerator } from '../../benchmarks/lib/load.js';
+import { detectGenerator, parseH2load } from '../../benchmarks/lib/load.js';
 import { cpuSeconds } from '../../benchmarks/lib/proc.js';
 import { spawn } from 'node:child_process';
 import { markdown, svgChart } from '../../benchmarks/lib/report.js';
@@ -51,4 +51,54 @@ test('the peers a user would pick instead run: Go ReverseProxy with cookie sessi
   const results = await runE2E({ scenarios: [10, 11, 12], rounds: 1, durationSec: 1, warmupSec: 0, connections: 4, generator: detectGenerator(), log: quiet });
   assert.deepEqual(results.map((r) => [r.id, r.status]), [[10, 'ok'], [11, 'ok'], [12, 'ok']]);
   for (const r of results) assert.ok(r.rps! > 0 && r.cpuUsPerReq! > 0, `${r.key}: ${r.rps} req/s, ${r.cpuUsPerReq} µs`);
+});
+
+test('workers: 1 and 2 (the CLI path, shared SQLite store) run, and CPU counts the workers', { timeout: 120_000 }, async () => {
+  const results = await runE2E({ scenarios: [13, 14], rounds: 1, durationSec: 1, warmupSec: 0, connections: 4, generator: detectGenerator(), log: quiet });
+  assert.deepEqual(results.map((r) => [r.id, r.status]), [[13, 'ok'], [14, 'ok']]);
+  for (const r of results) assert.ok(r.rps! > 0 && r.cpuUsPerReq! > 0, `${r.key}: ${r.rps} req/s, ${r.cpuUsPerReq} µs`);
+  // The primary and two workers: three Node processes' resident memory, against one.
+  const [one, two] = results as [ScenarioResult, ScenarioResult];
+  assert.ok(two.peakRssMb! > one.peakRssMb! * 1.8, `workers: 2 peak RSS ${two.peakRssMb} MB summed over the tree, workers: 1 ${one.peakRssMb} MB`);
+});
+
+test('HTTP/2 (1 connection × N streams, N × 1) and HTTP/1.1 over TLS run with h2load; requests are counted', { timeout: 120_000 }, async () => {
+  const results = await runE2E({ scenarios: [15, 16, 17], rounds: 1, durationSec: 1, warmupSec: 0, connections: 4, generator: detectGenerator(), log: quiet });
+  assert.deepEqual(results.map((r) => [r.id, r.status]), [[15, 'ok'], [16, 'ok'], [17, 'ok']]);
+  for (const r of results) {
+    assert.ok(r.rps! > 0 && r.rounds[0]!.requests > 0 && r.cpuUsPerReq! > 0, `${r.key}: ${r.rps} req/s, ${r.cpuUsPerReq} µs`);
+    assert.equal(r.errors, 0);
+  }
+  assert.match(results[0]!.label, /1 connection × 4 streams/);
+  assert.match(markdown({ date: 'now', machine: { nproc: 1, cpu: 'cpu', node: process.version, os: 'os', generator: 'wrk' }, settings: { rounds: 1, connections: 4, durationSec: 1 }, e2e: results }), /HTTP\/2, 1 connection × N streams \(15\) against HTTP\/1\.1, N connections \(17\) \| [\d.]+×/);
+});
+
+test('a missing tool makes a visible skipped row, not a gap', { timeout: 60_000 }, async () => {
+  process.env.PORTCULLIS_H2LOAD = '/nonexistent/h2load';
+  try {
+    const results = await runE2E({ scenarios: [16], rounds: 1, durationSec: 1, warmupSec: 0, connections: 4, generator: detectGenerator(), log: quiet });
+    assert.deepEqual(results.map((r) => [r.id, r.status]), [[16, 'skipped']]);
+    assert.match(results[0]!.note!, /h2load is not installed/);
+    const md = markdown({ date: 'now', machine: { nproc: 1, cpu: 'cpu', node: process.version, os: 'os', generator: 'wrk' }, settings: { rounds: 1, connections: 4, durationSec: 1 }, e2e: results });
+    assert.match(md, /\| 16 \| .* \| skipped: h2load is not installed/);
+  } finally {
+    delete process.env.PORTCULLIS_H2LOAD;
+  }
+});
+
+test('h2load output is parsed: req/s, requests done, non-2xx answers and failures as errors', () => {
+  const out = `finished in 2.01s, 243.50 req/s, 23.75KB/s
+requests: 487 total, 519 started, 487 done, 480 succeeded, 7 failed, 0 errored, 0 timeout
+status codes: 490 2xx, 0 3xx, 3 4xx, 1 5xx
+traffic: 47.49KB (48632) total, 3.95KB (4049) headers (space savings 90.62%), 30.52KB (31248) data
+                     min         max         mean         sd        +/- sd
+time for request:    11.67ms    341.70ms    109.70ms     91.66ms    69.20%
+time for connect:     8.90ms      8.90ms      8.90ms         0us   100.00%
+`;
+  const r = parseH2load(out);
+  assert.equal(r.rps, 243.5);
+  assert.equal(r.requests, 487);
+  assert.equal(r.errors, 3 + 1 + 7);
+  assert.equal(r.meanMs, 109.7);
+  assert.throws(() => parseH2load('h2load: could not connect'), /could not parse h2load output/);
 });

@@ -1,4 +1,4 @@
-// Scenarios 3, 4, 5 and the memory scenario: Portcullis built from a YAML config through the
+// Scenarios 3, 4, 5, 15-17 (the HTTPS listener) and the memory scenario: Portcullis built from a YAML config through the
 // real loader and `Outpost.create`, exactly as the CLI does, listening on loopback.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,4 +40,4 @@ const child = childMain(
 // Discovery before the first login, so that login timing does not include it.
 await Promise.all(outpost.providers.all.map((p) => p.oidc.ready()));
 const addr = await outpost.listen();
-child.ready({ port: addr.http?.port });
+child.ready({ port: addr.http?.port, httpsPort: addr.https?.port });
