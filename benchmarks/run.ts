@@ -7,7 +7,7 @@
 //   npm run bench -- --only memory --sessions 10000 --memory-duration 60
 //   npm run bench -- --long               10 s rounds × 5
 import { parseArgs } from 'node:util';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { installCleanup } from './lib/proc.js';
@@ -16,6 +16,7 @@ import { writeResults, markdown, type Results } from './lib/report.js';
 import { SCENARIOS, runE2E } from './e2e/scenarios.js';
 import { runMemory } from './e2e/memory.js';
 import { runStageBenches } from './stages/stages.js';
+import { summarizeProfile } from './lib/profile.js';
 
 const HELP = `Usage: npm run bench -- [options]
   --only <list>            stages,e2e,memory (default: all three)
@@ -114,6 +115,25 @@ const previous: Partial<Results> = (() => {
   }
 })();
 
+/** The profiles this run wrote (named CPU.<date>.<time>.<pid>.…), each with the scenarios its process served. */
+function profilesOf(e2e: NonNullable<Results['e2e']>, dir: string, since: number): NonNullable<Results['profiles']> {
+  if (!existsSync(dir)) return [];
+  const out: NonNullable<Results['profiles']> = [];
+  for (const name of readdirSync(dir).sort()) {
+    const path = `${dir}/${name}`;
+    if (!name.endsWith('.cpuprofile') || statSync(path).mtimeMs < since) continue;
+    const pid = Number(name.split('.')[3]);
+    const served = e2e.filter((s) => s.pid === pid);
+    if (served.length === 0) continue;
+    // Only the measured rounds: start-up, logins and the other scenarios' rounds are left out.
+    const summary = summarizeProfile(path, served.flatMap((s) => s.windowsUs ?? []));
+    // The module loader's thread (same pid) runs no Portcullis code under load.
+    if (summary.busyMs < 1 || summary.portcullis.length === 0) continue;
+    out.push({ scenarios: served.map((s) => s.id), label: served.map((s) => `${s.id} ${s.label}`).join('; '), summary });
+  }
+  return out;
+}
+
 const results: Results = {
   date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
   machine: { nproc: os.availableParallelism?.() ?? os.cpus().length, cpu: cpuModel(), node: process.version, os: `${os.type()} ${os.release()}`, generator },
@@ -122,6 +142,7 @@ const results: Results = {
   stages: previous.stages,
   e2e: previous.e2e,
   memory: previous.memory,
+  profiles: previous.profiles,
 };
 
 try {
@@ -143,6 +164,7 @@ try {
       portcullisNodeArgs: values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${outDir}/profiles`] : undefined,
       log,
     });
+    if (values['cpu-prof']) results.profiles = profilesOf(results.e2e, `${outDir}/profiles`, t0);
   }
   if (only.has('memory')) {
     log(`memory: ${settings.sessions} sessions, ${settings.memoryDurationSec}s sustained load`);

@@ -73,6 +73,10 @@ export interface ScenarioResult extends ScenarioDef {
   /** Median over rounds of the server's CPU time (its whole process tree) per request, µs. */
   cpuUsPerReq?: number;
   errors?: number;
+  /** The pid of the server measured (to match its CPU profile with --cpu-prof). */
+  pid?: number;
+  /** When each measured round ran: CLOCK_MONOTONIC µs (process.hrtime, V8's profile clock on Linux). */
+  windowsUs?: [number, number][];
 }
 
 interface Target {
@@ -331,9 +335,12 @@ async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
   for (let r = 1; r <= opts.rounds; r++) {
     for (const t of targets) {
       const cpu0 = t.server.cpu();
+      const from = Number(process.hrtime.bigint() / 1000n);
       const res = await runLoad(opts.generator, { url: t.url, headers: t.headers, connections: opts.connections, durationSec: opts.durationSec, h2load: t.h2load });
       res.cpuUsPerReq = ((t.server.cpu() - cpu0) * 1e6) / Math.max(1, res.requests);
-      results.get(t.def.id)!.rounds.push(res);
+      const result = results.get(t.def.id)!;
+      result.rounds.push(res);
+      (result.windowsUs ??= []).push([from, Number(process.hrtime.bigint() / 1000n)]);
       if (res.errors > res.requests * 0.001) throw new Error(`scenario ${t.def.id} (${t.def.key}): ${res.errors} of ${res.requests} responses were not 200`);
       log(`  round ${r}/${opts.rounds}  ${String(t.def.id).padStart(1)} ${t.def.key.padEnd(18)} ${res.rps.toFixed(0).padStart(7)} req/s  ${Number.isFinite(res.p50Ms) ? `p50 ${res.p50Ms.toFixed(2)} ms  p99 ${res.p99Ms.toFixed(2)} ms` : `mean ${res.meanMs?.toFixed(2)} ms`}  CPU ${res.cpuUsPerReq.toFixed(1)} µs/req${res.errors ? `  errors ${res.errors}` : ''}`);
     }
@@ -360,6 +367,7 @@ async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
     s.errors = s.rounds.reduce((a, x) => a + x.errors, 0);
     s.cpuUsPerReq = median(s.rounds.map((x) => x.cpuUsPerReq ?? NaN).filter(Number.isFinite));
     s.peakRssMb = t.server.rss().hwm / 2 ** 20;
+    s.pid = t.server.pid;
     if (bare && bare.rounds.length === s.rounds.length) s.ratioToBare = median(s.rounds.map((x, i) => x.rps / bare.rounds[i]!.rps));
   }
   // Scenarios 3 and 4 share one process: its peak RSS is reported for both.

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { ScenarioResult } from '../e2e/scenarios.js';
 import type { MemoryResult } from '../e2e/memory.js';
 import { fmtBytes, fmtNs, fmtOps, type StageRow } from '../stages/stages.js';
+import { profileMarkdown, type ProfileSummary } from './profile.js';
 
 export interface Machine {
   nproc: number;
@@ -21,6 +22,8 @@ export interface Results {
   stages?: StageRow[];
   e2e?: ScenarioResult[];
   memory?: MemoryResult;
+  /** CPU profiles of the Portcullis processes (--cpu-prof), summarized. */
+  profiles?: { scenarios: number[]; label: string; summary: ProfileSummary }[];
 }
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
@@ -90,6 +93,11 @@ export function markdown(r: Results): string {
       else out.push(`| ${x.group} | ${x.name} | ${fmtNs(x.nsPerOp)} | ${fmtOps(x.opsPerSec)} | ${target} |`);
     }
     out.push('');
+  }
+  if (r.profiles && r.profiles.length > 0) {
+    out.push('### CPU profiles (--cpu-prof; samples taken during the measured rounds only)');
+    out.push('');
+    for (const p of r.profiles) out.push(profileMarkdown(`Scenario ${p.label}`, p.summary));
   }
   return out.join('\n');
 }

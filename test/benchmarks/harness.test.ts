@@ -9,6 +9,10 @@ import { detectGenerator, parseH2load } from '../../benchmarks/lib/load.js';
 import { cpuSeconds } from '../../benchmarks/lib/proc.js';
 import { spawn } from 'node:child_process';
 import { markdown, svgChart } from '../../benchmarks/lib/report.js';
+import { summarizeProfile, profileMarkdown } from '../../benchmarks/lib/profile.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const quiet = () => undefined;
 
@@ -101,4 +105,37 @@ time for connect:     8.90ms      8.90ms      8.90ms         0us   100.00%
   assert.equal(r.errors, 3 + 1 + 7);
   assert.equal(r.meanMs, 109.7);
   assert.throws(() => parseH2load('h2load: could not connect'), /could not parse h2load output/);
+});
+
+test('a CPU profile is summarized by owner, top function and Portcullis module, inside the measured windows only', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-profile-'));
+  try {
+    const root = 'file:///repo';
+    const frame = (id: number, functionName: string, url: string, children: number[] = []) => ({ id, callFrame: { functionName, url, lineNumber: 0, columnNumber: 0, scriptId: '0' }, hitCount: 0, children });
+    const nodes = [
+      frame(1, '(root)', '', [2, 5, 6]),
+      frame(2, 'run', `${root}/src/plugins/auth/stage.ts`, [3]),
+      frame(3, 'request', `${root}/node_modules/undici/lib/core/request.js`, [4]),
+      frame(4, 'writev', ''),
+      frame(5, '(idle)', ''),
+      frame(6, 'route', `${root}/node_modules/find-my-way/index.js`),
+    ];
+    // 1 ms apart from t = 1000 µs: auth's own frame 2 samples, undici 3, writev 1, idle 2, Fastify's router 2;
+    // then 4 samples of the router after the window (not counted).
+    const samples = [2, 2, 3, 3, 3, 4, 5, 5, 6, 6, 6, 6, 6, 6];
+    const file = join(dir, 'CPU.x.cpuprofile');
+    writeFileSync(file, JSON.stringify({ nodes, startTime: 0, endTime: 15_000, samples, timeDeltas: [1000, ...samples.slice(1).map(() => 1000)] }));
+    const s = summarizeProfile(file, [[1000, 10_000]]);
+    assert.equal(s.busyMs, 8, 'idle apart, and the four samples after the window left out');
+    const share = (owner: string) => s.owners.find((o) => o.owner === owner)?.share;
+    assert.equal(share('undici'), 3 / 8);
+    assert.equal(share('Fastify (+ its modules)'), 2 / 8);
+    assert.equal(share('Portcullis (src/)'), 2 / 8);
+    assert.equal(s.top[0]!.fn, 'request');
+    // Inclusive: the auth stage's frame and everything it called (undici, writev).
+    assert.deepEqual(s.portcullis, [{ module: 'src/plugins/auth/', share: 6 / 8 }]);
+    assert.match(profileMarkdown('t', s), /\| `src\/plugins\/auth\/` \| 75\.0% \|/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
