@@ -116,7 +116,7 @@ const previous: Partial<Results> = (() => {
 })();
 
 /** The profiles this run wrote (named CPU.<date>.<time>.<pid>.…), each with the scenarios its process served. */
-function profilesOf(e2e: NonNullable<Results['e2e']>, dir: string, since: number): NonNullable<Results['profiles']> {
+function profilesOf(e2e: NonNullable<Results['e2e']>, dir: string, since: number, date: string): NonNullable<Results['profiles']> {
   if (!existsSync(dir)) return [];
   const out: NonNullable<Results['profiles']> = [];
   for (const name of readdirSync(dir).sort()) {
@@ -129,7 +129,7 @@ function profilesOf(e2e: NonNullable<Results['e2e']>, dir: string, since: number
     const summary = summarizeProfile(path, served.flatMap((s) => s.windowsUs ?? []));
     // The module loader's thread (same pid) runs no Portcullis code under load.
     if (summary.busyMs < 1 || summary.portcullis.length === 0) continue;
-    out.push({ scenarios: served.map((s) => s.id), label: served.map((s) => `${s.id} ${s.label}`).join('; '), summary });
+    out.push({ date, scenarios: served.map((s) => s.id), label: served.map((s) => `${s.id} ${s.label}`).join('; '), summary });
   }
   return out;
 }
@@ -164,7 +164,7 @@ try {
       portcullisNodeArgs: values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${outDir}/profiles`] : undefined,
       log,
     });
-    if (values['cpu-prof']) results.profiles = profilesOf(results.e2e, `${outDir}/profiles`, t0);
+    if (values['cpu-prof']) results.profiles = profilesOf(results.e2e, `${outDir}/profiles`, t0, results.date);
   }
   if (only.has('memory')) {
     log(`memory: ${settings.sessions} sessions, ${settings.memoryDurationSec}s sustained load`);

@@ -23,7 +23,7 @@ export interface Results {
   e2e?: ScenarioResult[];
   memory?: MemoryResult;
   /** CPU profiles of the Portcullis processes (--cpu-prof), summarized. */
-  profiles?: { scenarios: number[]; label: string; summary: ProfileSummary }[];
+  profiles?: { date: string; scenarios: number[]; label: string; summary: ProfileSummary }[];
 }
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
@@ -97,7 +97,8 @@ export function markdown(r: Results): string {
   if (r.profiles && r.profiles.length > 0) {
     out.push('### CPU profiles (--cpu-prof; samples taken during the measured rounds only)');
     out.push('');
-    for (const p of r.profiles) out.push(profileMarkdown(`Scenario ${p.label}`, p.summary));
+    // A run without --cpu-prof keeps the last profiles: each says when it was taken.
+    for (const p of r.profiles) out.push(profileMarkdown(`Scenario ${p.label} (profiled ${p.date}${p.date === r.date ? '' : ', an earlier run'})`, p.summary));
   }
   return out.join('\n');
 }
