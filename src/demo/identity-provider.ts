@@ -14,7 +14,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLocalJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
+import { createLocalJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
 
 export interface IdpUser {
   username: string;
@@ -39,6 +39,15 @@ export interface IdpClient {
   /** Shown on the login page ("to continue to …"); default the client_id. */
   client_name?: string;
   token_endpoint_auth_method?: 'client_secret_basic' | 'client_secret_post';
+  /** Issue refresh tokens to this client (as authentik does when offline_access is asked for). */
+  refresh_tokens?: boolean;
+  /** OpenID Connect Back-Channel Logout 1.0: the IdP POSTs a logout token here (with sid). */
+  backchannel_logout_uri?: string;
+  /**
+   * OpenID Connect Front-Channel Logout 1.0 (which oidc-provider 9 lacks, so this IdP does it as
+   * LemonLDAP::NG does): its logout page frames this URL with `iss` and `sid`.
+   */
+  frontchannel_logout_uri?: string;
 }
 
 export interface StartIdpOptions {
@@ -88,6 +97,12 @@ export interface RunningIdp {
    * real provider keeps them until the tokens they signed expire). Returns the new key id.
    */
   rotateKeys(): Promise<string>;
+  /** Token requests with grant_type=refresh_token so far, answered or refused. */
+  readonly refreshes: number;
+  /** Back-channel logout deliveries: each relying party's answer, or the error. */
+  readonly backchannelResults: ReadonlyArray<{ clientId: string; ok: boolean; error?: string }>;
+  /** Tests only: a JWT signed with this IdP's own key (to build logout tokens with chosen claims). */
+  signJwt(payload: JWTPayload, typ?: string): Promise<string>;
 }
 
 export const DEMO_USERS: IdpUser[] = [
@@ -468,7 +483,11 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     id_token_signed_response_alg: 'RS256',
+    ...(c.backchannel_logout_uri ? { backchannel_logout_uri: c.backchannel_logout_uri, backchannel_logout_session_required: true } : {}),
+    ...(c.frontchannel_logout_uri ? { frontchannel_logout_uri: c.frontchannel_logout_uri, frontchannel_logout_session_required: true } : {}),
   }));
+  const refreshClients = new Set(opts.clients.filter((c) => c.refresh_tokens).map((c) => c.client_id));
+  const frontchannelUris = new Map(opts.clients.filter((c) => c.frontchannel_logout_uri).map((c) => [c.client_id, c.frontchannel_logout_uri!]));
 
   const knownScopes = new Set<string>(IDP_SCOPES);
 
@@ -488,7 +507,18 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
     // token, unless the claims are to be served only at userinfo.
     conformIdTokenClaims: opts.claimsAtUserinfoOnly === true,
     pkce: { required: () => false },
+    extraClientMetadata: { properties: ['frontchannel_logout_uri', 'frontchannel_logout_session_required'] },
+    // authentik's behaviour: a client allowed refresh tokens gets one with the code exchange
+    // (oidc-provider's default also needs offline_access with prompt=consent).
+    issueRefreshToken: async (_ctx: unknown, client: AnyObj) => refreshClients.has(client.clientId) && client.grantTypeAllowed('refresh_token'),
+    // The relying parties are on loopback: without the SSRF guard's dispatcher, which refuses
+    // loopback and private addresses, the back-channel logout POST could not reach them.
+    fetch: (url: string | URL, options: Record<string, unknown>) => {
+      const { dispatcher: _guard, ...rest } = options;
+      return globalThis.fetch(url, rest as RequestInit);
+    },
     features: {
+      backchannelLogout: { enabled: true },
       devInteractions: { enabled: false },
       rpInitiatedLogout: {
         enabled: true,
@@ -501,11 +531,26 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
               '<p>You are being signed out…</p>' +
               '<button type="submit" id="logout">Sign out</button></form>',
           );
+          // Front-channel logout: one iframe per relying party of this IdP session that
+          // registered a frontchannel_logout_uri; the form is submitted once all have loaded.
+          const frames: string[] = [];
+          const authorizations = (ctx.oidc.session?.authorizations ?? {}) as Record<string, { sid?: string }>;
+          for (const [clientId, auth] of Object.entries(authorizations)) {
+            const uri = frontchannelUris.get(clientId);
+            if (!uri || !auth.sid) continue;
+            const u = new URL(uri);
+            u.searchParams.set('iss', issuer);
+            u.searchParams.set('sid', auth.sid);
+            frames.push(`<iframe class="frontchannel-logout" src="${escapeHtml(u.href)}" width="200" height="60"></iframe>`);
+          }
+          const submit = frames.length === 0
+            ? "document.getElementById('op.logoutForm').submit();"
+            : `let left=${frames.length};for(const f of document.querySelectorAll('iframe.frontchannel-logout'))f.addEventListener('load',()=>{if(--left===0)document.getElementById('op.logoutForm').submit()});`;
           ctx.type = 'html';
           ctx.body = page(
             banner ? `Sign out – ${banner}` : 'Sign out',
             banner,
-            `<h1>Sign out</h1>\n${fullForm}\n<script>document.getElementById('op.logoutForm').submit();</script>`,
+            `<h1>Sign out</h1>\n${frames.join('\n')}\n${fullForm}\n<script>${submit}</script>`,
           );
         },
         postLogoutSuccessSource: async (ctx: AnyObj) => {
@@ -610,11 +655,29 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
       );
     },
   };
+  let refreshes = 0;
+  const countRefresh = (ctx: AnyObj) => {
+    if (ctx?.oidc?.params?.grant_type === 'refresh_token') refreshes++;
+  };
+  const backchannelResults: { clientId: string; ok: boolean; error?: string }[] = [];
   const createProvider = (): AnyObj => {
     const instance = new Provider(issuer, { ...providerConfig, jwks: { keys: signingKeys.map((k) => ({ ...k })) } });
     // Errors are rendered to the client already; keep the console quiet.
     instance.on('server_error', () => {});
     instance.silent = true;
+    instance.on('grant.success', countRefresh);
+    instance.on('grant.error', countRefresh);
+    instance.on('backchannel.success', (_ctx: unknown, client: AnyObj) => backchannelResults.push({ clientId: client.clientId, ok: true }));
+    instance.on('backchannel.error', (_ctx: unknown, err: Error & { cause?: Error }, client: AnyObj) =>
+      backchannelResults.push({ clientId: client.clientId, ok: false, error: `${err.message}${err.cause ? `: ${err.cause.message}` : ''}` }),
+    );
+    // The ID token carries `sid` for front-channel clients too (oidc-provider adds it only for
+    // back-channel ones), as front-channel logout with frontchannel_logout_session_required needs.
+    const clientProto = instance.Client.prototype as { includeSid(this: AnyObj): boolean };
+    const includeSid = clientProto.includeSid;
+    clientProto.includeSid = function (this: AnyObj) {
+      return includeSid.call(this) || frontchannelUris.has(this.clientId);
+    };
     return instance;
   };
   let provider = createProvider();
@@ -792,6 +855,15 @@ export async function startIdentityProvider(opts: StartIdpOptions): Promise<Runn
       return jwksFetches;
     },
     rotateKeys,
+    get refreshes() {
+      return refreshes;
+    },
+    backchannelResults,
+    async signJwt(payload: JWTPayload, typ = 'logout+jwt') {
+      const jwk = signingKeys[0]! as { kid: string };
+      const key = await importJWK(jwk as Parameters<typeof importJWK>[0], 'RS256');
+      return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ }).sign(key);
+    },
     close() {
       closed ??= new Promise<void>((resolve) => {
         server.close(() => resolve());

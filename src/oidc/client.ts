@@ -35,11 +35,21 @@ export interface LoginResult {
   bearerToken: string;
   /** The token response's `expires_in` (seconds), when given. */
   accessTokenExpiresIn?: number;
+  /** The refresh token, when the provider issued one. */
+  refreshToken?: string;
 }
 
 export { OidcError };
 
 const RETRY_DISCOVERY_MS = 5000;
+
+/** The parts of a token response beyond the tokens' own claims: refresh token and `expires_in`. */
+function refreshPart(result: oauth.TokenEndpointResponse): { refreshToken?: string; accessTokenExpiresIn?: number } {
+  return {
+    refreshToken: typeof result.refresh_token === 'string' && result.refresh_token !== '' ? result.refresh_token : undefined,
+    accessTokenExpiresIn: typeof result.expires_in === 'number' && result.expires_in >= 0 ? result.expires_in : undefined,
+  };
+}
 
 export class OidcClient {
   private configuration: client.Configuration | null = null;
@@ -140,8 +150,7 @@ export class OidcClient {
     const claims = oauth.getValidatedIdTokenClaims(result);
     if (!claims) throw new OidcError('oidc.token_invalid', 'ID token claims missing.', 400);
     const accessToken = typeof result.access_token === 'string' && result.access_token.split('.').length === 3 ? result.access_token : undefined;
-    const expiresIn = typeof result.expires_in === 'number' && result.expires_in >= 0 ? result.expires_in : undefined;
-    return { claims: claims as LoginResult['claims'], idToken, accessToken, bearerToken: result.access_token, accessTokenExpiresIn: expiresIn };
+    return { claims: claims as LoginResult['claims'], idToken, accessToken, bearerToken: result.access_token, ...refreshPart(result) };
   }
 
   /** The RP-initiated logout URL, or null when the provider has no end_session_endpoint. */
@@ -168,6 +177,70 @@ export class OidcClient {
   /** The provider's signing keys, once discovered (null before discovery or without jwks_uri). */
   get signingKeys(): ProviderKeys | null {
     return this.keys;
+  }
+
+  // --- Refresh and logout tokens (docs/sessions.md) --------------------------------------------
+
+  /**
+   * The refresh-token grant. A refusal by the provider (`invalid_grant`: revoked, expired, the
+   * user locked out) is `oidc.refresh_refused`; not reaching it is `oidc.token_unreachable`. A new
+   * ID token, when the provider sends one, is verified like at login and must name the same
+   * subject (OpenID Connect Core §12.2).
+   */
+  async refresh(refreshToken: string, expectedSub: string): Promise<LoginResult | { claims: null; accessToken?: string; refreshToken?: string; accessTokenExpiresIn?: number }> {
+    const config = await this.ready();
+    const as = config.serverMetadata() as oauth.AuthorizationServer;
+    const c: oauth.Client = { client_id: this.settings.clientId, token_endpoint_auth_method: this.settings.authMethod };
+    const clientAuth = this.settings.authMethod === 'client_secret_post' ? oauth.ClientSecretPost(this.settings.clientSecret) : oauth.ClientSecretBasic(this.settings.clientSecret);
+    const opts = { [oauth.allowInsecureRequests]: this.settings.allowHttp, signal: AbortSignal.timeout(10_000) };
+    let result: oauth.TokenEndpointResponse;
+    try {
+      const response = await oauth.refreshTokenGrantRequest(as, c, clientAuth, refreshToken, opts);
+      result = await oauth.processRefreshTokenResponse(as, c, response);
+    } catch (err) {
+      if (err instanceof oauth.ResponseBodyError) throw new OidcError('oidc.refresh_refused', `The identity provider refused the refresh: ${err.error}`, 401);
+      if (err instanceof oauth.OperationProcessingError) throw new OidcError('oidc.token_invalid', `The identity provider's refresh response failed validation: ${err.message}`, 401);
+      throw new OidcError('oidc.token_unreachable', 'The identity provider could not be reached for the refresh.', 502);
+    }
+    const accessToken = typeof result.access_token === 'string' && result.access_token.split('.').length === 3 ? result.access_token : undefined;
+    const idToken = result.id_token;
+    if (!idToken) return { claims: null, accessToken, ...refreshPart(result) };
+    try {
+      await this.verifyJwt(idToken, { issuer: as.issuer, audience: this.settings.clientId });
+    } catch (err) {
+      if (err instanceof JwksUnavailable) throw new OidcError('oidc.token_unreachable', "The identity provider's signing keys could not be fetched.", 502);
+      throw new OidcError('oidc.id_token_signature', `The refreshed ID token failed verification: ${(err as Error).message}`, 401);
+    }
+    const claims = oauth.getValidatedIdTokenClaims(result);
+    if (!claims || claims.sub !== expectedSub) throw new OidcError('oidc.token_invalid', 'The refreshed ID token names another subject.', 401);
+    return { claims: claims as LoginResult['claims'], idToken, accessToken, bearerToken: result.access_token, ...refreshPart(result) };
+  }
+
+  /**
+   * Verifies a JWT this provider signed for this client (signature against its JWKS, `iss`,
+   * `aud`, `exp`/`nbf` when present, `iat` within `maxAgeSeconds`): logout tokens. Throws.
+   */
+  async verifyProviderJwt(token: string, opts: { maxAgeSeconds: number; clockToleranceSeconds: number }): Promise<Record<string, unknown>> {
+    const config = await this.ready();
+    // The same verifier as ID tokens: an unknown kid refetches the JWKS (key rotation).
+    const { payload } = await this.verifyJwt(token, {
+      issuer: config.serverMetadata().issuer,
+      audience: this.settings.clientId,
+      maxTokenAge: opts.maxAgeSeconds,
+      clockTolerance: opts.clockToleranceSeconds,
+      requiredClaims: ['iat'],
+    });
+    return payload as Record<string, unknown>;
+  }
+
+  /** The discovered end_session_endpoint, or null. */
+  get endSessionEndpoint(): string | null {
+    return this.configuration?.serverMetadata().end_session_endpoint ?? null;
+  }
+
+  /** The discovered issuer, or null before discovery succeeded. */
+  get discoveredIssuer(): string | null {
+    return this.configuration?.serverMetadata().issuer ?? null;
   }
 
   get jwksUri(): string {

@@ -36,6 +36,7 @@ import { buildExits, type Exit } from '../pipeline/exits.js';
 import { buildTls } from './tls.js';
 import { createHttpsListener, type HttpsListener } from './https-listener.js';
 import { createLogger } from './log-format.js';
+import { IdpLogout, idpLogoutRoutes } from '../plugins/auth/idp-logout.js';
 import { OutpostMetrics } from './metrics.js';
 import { WebSocketRegistry } from './websockets.js';
 import './workers.js'; // registers the outpost.workers config check
@@ -291,6 +292,10 @@ export class Outpost {
         return reply.code(503).header('cache-control', 'no-store').send({ ready: false, waiting_for: reasons });
       },
     });
+    // Back- and front-channel logout: on every host, outside the pipeline (the IdP's server may
+    // post to an address that is no provider's external_host).
+    const idpLog = (this.log as unknown as Logger).child({ component: 'idp-logout' });
+    await app.register(idpLogoutRoutes, { logout: new IdpLogout(this.providers, this.store, idpLog), log: idpLog });
     const logRequests = this.log.isLevelEnabled('info');
     app.addHook('onResponse', (request, reply, done) => {
       if (!logRequests) return done();

@@ -77,6 +77,10 @@ interface CachedRecord {
   key: Buffer;
 }
 
+function sidHashOf(provider: string, sid: string): string {
+  return createHash('sha256').update(`${provider}\u0000${sid}`).digest('hex');
+}
+
 /** Where the database and the journal to migrate are, for a configured path. */
 export function embeddedPaths(configured: string): { database: string; journal: string } {
   if (configured.endsWith('.jsonl')) return { database: configured.slice(0, -'.jsonl'.length) + '.db', journal: configured };
@@ -193,6 +197,7 @@ export class EmbeddedSessionStore implements SessionStore {
       createdAt: record.createdAt,
       expiresAt: record.expiresAt,
       data: sealRecord(key, record),
+      sidHash: record.sid === undefined ? null : sidHashOf(record.provider, record.sid),
     };
     const ended = await this.write({ op: 'put', args: [row, this.cap, Date.now()] });
     if (ended > 0) this.opts.log.info({ sessions: ended, cap: this.cap }, 'session cap reached: the oldest sessions of the user were ended');
@@ -214,6 +219,30 @@ export class EmbeddedSessionStore implements SessionStore {
     } catch (err) {
       throw this.failure(err);
     }
+  }
+
+  // --- Logout from the identity provider, and refresh: in the database, so every process sharing it agrees.
+
+  async deleteBySid(provider: string, sid: string): Promise<number> {
+    return this.write({ op: 'deleteBySid', args: [provider, sidHashOf(provider, sid), Date.now()] });
+  }
+
+  async deleteProviderUser(provider: string, userKey: string): Promise<number> {
+    return this.write({ op: 'deleteProviderUser', args: [provider, userHashOf(userKey), Date.now()] });
+  }
+
+  async recordOnce(key: string, expiresAt: number): Promise<boolean> {
+    return (await this.write({ op: 'recordOnce', args: [key, expiresAt, Date.now()] })) === 1;
+  }
+
+  async lockRefresh(id: string, ttlMs: number): Promise<string | null> {
+    const token = randomBytes(12).toString('base64url');
+    const now = Date.now();
+    return (await this.write({ op: 'lockRefresh', args: [id, token, now + ttlMs, now] })) === 1 ? token : null;
+  }
+
+  async unlockRefresh(id: string, token: string): Promise<void> {
+    await this.write({ op: 'unlockRefresh', args: [id, token] });
   }
 
   async recordHeaderNames(names: readonly string[]): Promise<void> {
@@ -312,6 +341,7 @@ export class EmbeddedSessionStore implements SessionStore {
       createdAt: record.createdAt,
       expiresAt: record.expiresAt,
       data: sealed,
+      sidHash: record.sid === undefined ? null : sidHashOf(record.provider, record.sid),
     }));
     const imported = new SessionWrites(db).importOnce(marker, rows, headerNames);
     unlinkSync(journal);

@@ -16,6 +16,12 @@
 //                                             case, no expiry): every replica strips them from requests.
 //                                             Each replica re-reads it every HEADER_NAMES_REFRESH_MS and
 //                                             learns a name at once from a session it loads.
+//   <prefix>sid-sessions:<sha256(provider, sid)> → ZSET of the session ids of one IdP session (OIDC
+//                                             back-/front-channel logout by sid) scored by their end:
+//                                             ended entries are trimmed at every login into it and the
+//                                             key expires with its longest session.
+//   <prefix>once:<key>                      → a replay record (a logout token's jti), PX until it expires.
+//   <prefix>refresh-lock:<id>               → a session's refresh lock (SET NX PX; released by its token).
 // Every command names one key (or keys of one hash slot), so the same code runs on a Cluster. A
 // sign-out deletes the sessions first and their index entries after, so a failure half way
 // leaves them findable by the next sign-out; it answers success only when every deletion was
@@ -25,6 +31,7 @@
 // stage treats a rejection as "no session, store unavailable": allowlisted paths are served
 // anonymously, everything else answers 503 — a request is never let through without its session.
 // Requires Redis 7.0 or later (PEXPIRE … NX / GT).
+import { createHash, randomBytes } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { DEFAULT_MAX_SESSIONS_PER_USER, HEADER_NAMES_REFRESH_MS, SessionStoreError, userHashOf, type SessionRecord, type SessionStore } from './store.js';
 import { sealRecord, unsealRecord } from './sealed.js';
@@ -85,7 +92,16 @@ interface StoredValue {
   u: string;
   /** The sealed record. */
   d: string;
+  /** sha256 of provider + the IdP's sid, when the ID token named one: the sid index it is in. */
+  s?: string;
 }
+
+function sidHash(provider: string, sid: string): string {
+  return createHash('sha256').update(`${provider}\u0000${sid}`).digest('hex');
+}
+
+/** Deletes the lock only while it is still this holder's (one key: one slot). */
+const UNLOCK_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 // A failed call rejects SessionStoreError (store.ts); re-exported for existing importers.
 export { SessionStoreError };
@@ -117,6 +133,14 @@ export function describeRedis(opts: Pick<RedisStoreOptions, 'url' | 'sentinel' |
 
 /** Decrypted records kept per process; beyond it the oldest entry goes. */
 const RECORD_CACHE_LIMIT = 10_000;
+
+function parseStored(raw: string): StoredValue | undefined {
+  try {
+    return JSON.parse(raw) as StoredValue;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Escapes glob characters for SCAN MATCH. */
 function globEscape(s: string): string {
@@ -274,7 +298,21 @@ export class RedisSessionStore implements SessionStore {
     if (ttl <= 0) return;
     const u = userHashOf(record.userKey);
     const value: StoredValue = { p: record.provider, u, d: sealRecord(key, record) };
+    if (record.sid !== undefined) value.s = sidHash(record.provider, record.sid);
     const index = this.indexKey(u);
+    if (value.s !== undefined) {
+      // The sid index first too, each key in its own transaction (one slot); ended entries go.
+      const sidKey = this.sidKey(value.s);
+      await this.exec(() =>
+        this.client
+          .multi()
+          .zremrangebyscore(sidKey, '-inf', String(Date.now()))
+          .zadd(sidKey, record.expiresAt, record.id)
+          .pexpire(sidKey, ttl, 'NX')
+          .pexpire(sidKey, ttl, 'GT')
+          .exec(),
+      );
+    }
     // The index first: a session that is stored is always findable by sign-out.
     await this.exec(() =>
       this.client
@@ -296,15 +334,9 @@ export class RedisSessionStore implements SessionStore {
   async delete(id: string): Promise<void> {
     const sessionKey = this.sessionKey(id);
     const raw = await this.call(() => this.client.get(sessionKey));
-    let u: string | undefined;
-    try {
-      u = raw === null ? undefined : (JSON.parse(raw) as StoredValue).u;
-    } catch {
-      u = undefined;
-    }
     await this.call(() => this.client.del(sessionKey));
     this.cache.delete(id);
-    if (typeof u === 'string') await this.call(() => Promise.all([this.client.zrem(this.indexKey(u), id), this.client.srem(this.legacyUserKey(u), id)]));
+    await this.unindex(id, raw);
     await this.replicated();
   }
 
@@ -338,6 +370,83 @@ export class RedisSessionStore implements SessionStore {
   async refreshHeaderNames(): Promise<void> {
     const all = await this.call(() => this.client.smembers(this.namesKey()));
     for (const n of all) this.names.add(n);
+  }
+
+  // --- Logout from the identity provider, and refresh (docs/sessions.md) -----------------------
+  // Every command names one key, as everywhere in this store (Cluster-safe without hash tags).
+
+  async deleteBySid(provider: string, sid: string): Promise<number> {
+    const sidKey = this.sidKey(sidHash(provider, sid));
+    const ids = await this.call(() => this.client.zrange(sidKey, '0', '-1'));
+    if (ids.length === 0) return 0;
+    const raws = await this.call(() => Promise.all(ids.map((id) => this.client.get(this.sessionKey(id)))));
+    const ended = await this.endSessions(ids);
+    // Index entries after their sessions, as at sign-out.
+    await Promise.all(ids.map((id, i) => this.unindex(id, raws[i] ?? null)));
+    await this.call(() => this.client.zrem(sidKey, ...ids));
+    await this.replicated();
+    return ended;
+  }
+
+  async deleteProviderUser(provider: string, userKey: string): Promise<number> {
+    const u = userHashOf(userKey);
+    const [indexed, older] = await this.call(() => Promise.all([this.client.zrange(this.indexKey(u), '0', '-1'), this.client.smembers(this.legacyUserKey(u))]));
+    const ids = [...new Set([...indexed, ...older])];
+    if (ids.length === 0) return 0;
+    const raws = await this.call(() => Promise.all(ids.map((id) => this.client.get(this.sessionKey(id)))));
+    const mine: string[] = [];
+    const mineRaw: string[] = [];
+    raws.forEach((raw, i) => {
+      if (raw !== null && parseStored(raw)?.p === provider) {
+        mine.push(ids[i]!);
+        mineRaw.push(raw);
+      }
+    });
+    if (mine.length === 0) return 0;
+    const ended = await this.endSessions(mine);
+    await Promise.all(mine.map((id, i) => this.unindex(id, mineRaw[i]!)));
+    await this.replicated();
+    return ended;
+  }
+
+  async recordOnce(key: string, expiresAt: number): Promise<boolean> {
+    const ttl = Math.max(1, Math.ceil(expiresAt - Date.now()));
+    const set = await this.call(() => this.client.set(`${this.prefix}once:${key}`, '1', 'PX', ttl, 'NX'));
+    if (set === 'OK') await this.replicated();
+    return set === 'OK';
+  }
+
+  async lockRefresh(id: string, ttlMs: number): Promise<string | null> {
+    const token = randomBytes(12).toString('base64url');
+    const set = await this.call(() => this.client.set(this.lockKey(id), token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'));
+    return set === 'OK' ? token : null;
+  }
+
+  async unlockRefresh(id: string, token: string): Promise<void> {
+    // Compare and delete in one step: a lock that expired and was taken by another is left alone.
+    await this.call(() => this.client.eval(UNLOCK_SCRIPT, 1, this.lockKey(id), token));
+  }
+
+  /** Takes an ended session's id out of the indexes its stored value names (user, legacy, sid). */
+  private async unindex(id: string, raw: string | null): Promise<void> {
+    const value = raw === null ? undefined : parseStored(raw);
+    if (value === undefined || typeof value.u !== 'string') return;
+    const u = value.u;
+    await this.call(() =>
+      Promise.all([
+        this.client.zrem(this.indexKey(u), id),
+        this.client.srem(this.legacyUserKey(u), id),
+        typeof value.s === 'string' ? this.client.zrem(this.sidKey(value.s), id) : 0,
+      ]),
+    );
+  }
+
+  private sidKey(hash: string): string {
+    return `${this.prefix}sid-sessions:${hash}`;
+  }
+
+  private lockKey(id: string): string {
+    return `${this.prefix}refresh-lock:${id}`;
   }
 
   async size(): Promise<number> {

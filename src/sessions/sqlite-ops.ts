@@ -21,6 +21,8 @@ export interface SessionRow {
   expiresAt: number;
   /** The sealed record. */
   data: string;
+  /** sha256 of provider + IdP sid (logout by sid), or null. */
+  sidHash: string | null;
 }
 
 export interface DatabaseOptions {
@@ -31,7 +33,7 @@ export interface DatabaseOptions {
   readonly?: boolean;
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 /** Opens the database with the settings every connection needs (WAL, full sync on commit). */
 export function openSessionDatabase(path: string, opts: DatabaseOptions): SqliteDatabase {
@@ -73,6 +75,14 @@ export function ensureSchema(db: SqliteDatabase): void {
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS header_names (name TEXT PRIMARY KEY) WITHOUT ROWID;
     `);
+    // Schema 2: logout from the IdP (sessions by sid), replay records, refresh locks.
+    const columns = (db.prepare('PRAGMA table_info(sessions)').all() as { name: string }[]).map((c) => c.name);
+    if (!columns.includes('sid_hash')) db.exec('ALTER TABLE sessions ADD COLUMN sid_hash TEXT');
+    db.exec(`
+      CREATE INDEX IF NOT EXISTS sessions_by_sid ON sessions (sid_hash) WHERE sid_hash IS NOT NULL;
+      CREATE TABLE IF NOT EXISTS once_keys (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS refresh_locks (id TEXT PRIMARY KEY, token TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+    `);
     if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }
@@ -89,11 +99,20 @@ export class SessionWrites {
   private readonly getMeta;
   private readonly setMeta;
   private readonly addName;
+  private readonly dropSid;
+  private readonly dropProviderUser;
+  private readonly dropOnceExpired;
+  private readonly addOnce;
+  private readonly dropLockExpired;
+  private readonly addLock;
+  private readonly dropLock;
+  private readonly sweepOnce;
+  private readonly sweepLocks;
 
   constructor(private readonly db: SqliteDatabase) {
     // REPLACE gives a replaced session a new seq: readers see a new version.
     this.insert = db.prepare(
-      'INSERT OR REPLACE INTO sessions (id, provider, user_hash, created_at, expires_at, data) VALUES (@id, @provider, @userHash, @createdAt, @expiresAt, @data)',
+      'INSERT OR REPLACE INTO sessions (id, provider, user_hash, created_at, expires_at, data, sid_hash) VALUES (@id, @provider, @userHash, @createdAt, @expiresAt, @data, @sidHash)',
     );
     this.dropExpiredOfUser = db.prepare('DELETE FROM sessions WHERE user_hash = ? AND expires_at <= ?');
     // Everything after the `cap` newest sessions of the user.
@@ -107,6 +126,52 @@ export class SessionWrites {
     this.getMeta = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
     this.setMeta = db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)');
     this.addName = db.prepare('INSERT OR IGNORE INTO header_names (name) VALUES (?)');
+    this.dropSid = db.prepare('DELETE FROM sessions WHERE sid_hash = ? AND provider = ? RETURNING expires_at').pluck();
+    this.dropProviderUser = db.prepare('DELETE FROM sessions WHERE user_hash = ? AND provider = ? RETURNING expires_at').pluck();
+    this.dropOnceExpired = db.prepare('DELETE FROM once_keys WHERE key = ? AND expires_at <= ?');
+    this.addOnce = db.prepare('INSERT OR IGNORE INTO once_keys (key, expires_at) VALUES (?, ?)');
+    this.dropLockExpired = db.prepare('DELETE FROM refresh_locks WHERE id = ? AND expires_at <= ?');
+    this.addLock = db.prepare('INSERT OR IGNORE INTO refresh_locks (id, token, expires_at) VALUES (?, ?, ?)');
+    this.dropLock = db.prepare('DELETE FROM refresh_locks WHERE id = ? AND token = ?');
+    this.sweepOnce = db.prepare('DELETE FROM once_keys WHERE expires_at <= ?');
+    this.sweepLocks = db.prepare('DELETE FROM refresh_locks WHERE expires_at <= ?');
+  }
+
+  // --- Logout from the identity provider, and refresh -----------------------------------------
+
+  /** Ends the provider's sessions of one IdP sid; returns how many of them were live. */
+  deleteBySid(provider: string, sidHash: string, now: number): number {
+    return this.db.transaction(() => (this.dropSid.all(sidHash, provider) as number[]).filter((x) => x > now).length).immediate();
+  }
+
+  /** Ends the provider's sessions of one user; returns how many of them were live. */
+  deleteProviderUser(provider: string, userHash: string, now: number): number {
+    return this.db.transaction(() => (this.dropProviderUser.all(userHash, provider) as number[]).filter((x) => x > now).length).immediate();
+  }
+
+  /** 1 when `key` was not recorded (now it is, until expiresAt), 0 while it is. */
+  recordOnce(key: string, expiresAt: number, now: number): number {
+    return this.db
+      .transaction(() => {
+        this.dropOnceExpired.run(key, now);
+        return this.addOnce.run(key, expiresAt).changes;
+      })
+      .immediate();
+  }
+
+  /** 1 when the refresh lock of `id` was taken for `token` until `until`, 0 when another holds it. */
+  lockRefresh(id: string, token: string, until: number, now: number): number {
+    return this.db
+      .transaction(() => {
+        this.dropLockExpired.run(id, now);
+        return this.addLock.run(id, token, until).changes;
+      })
+      .immediate();
+  }
+
+  /** Releases the lock if `token` holds it. */
+  unlockRefresh(id: string, token: string): number {
+    return this.dropLock.run(id, token).changes;
   }
 
   /** Records additionalHeaders names (they are never removed); returns how many were new. */
@@ -153,6 +218,8 @@ export class SessionWrites {
   /** Drops expired rows and returns freed pages to the file system; returns how many rows went. */
   sweep(now: number): number {
     const n = this.dropExpired.run(now).changes;
+    this.sweepOnce.run(now);
+    this.sweepLocks.run(now);
     if ((this.freePages.get() as number) > 256) this.db.pragma('incremental_vacuum');
     return n;
   }
@@ -181,7 +248,12 @@ export type WriteOp =
   | { op: 'deleteIds'; args: [string[]] }
   | { op: 'deleteUser'; args: [string, number] }
   | { op: 'sweep'; args: [number] }
-  | { op: 'addHeaderNames'; args: [string[]] };
+  | { op: 'addHeaderNames'; args: [string[]] }
+  | { op: 'deleteBySid'; args: [string, string, number] }
+  | { op: 'deleteProviderUser'; args: [string, string, number] }
+  | { op: 'recordOnce'; args: [string, number, number] }
+  | { op: 'lockRefresh'; args: [string, string, number, number] }
+  | { op: 'unlockRefresh'; args: [string, string] };
 
 export function runWrite(writes: SessionWrites, w: WriteOp): number {
   switch (w.op) {
@@ -195,6 +267,16 @@ export function runWrite(writes: SessionWrites, w: WriteOp): number {
       return writes.sweep(w.args[0]);
     case 'addHeaderNames':
       return writes.addHeaderNames(w.args[0]);
+    case 'deleteBySid':
+      return writes.deleteBySid(...w.args);
+    case 'deleteProviderUser':
+      return writes.deleteProviderUser(...w.args);
+    case 'recordOnce':
+      return writes.recordOnce(...w.args);
+    case 'lockRefresh':
+      return writes.lockRefresh(...w.args);
+    case 'unlockRefresh':
+      return writes.unlockRefresh(...w.args);
   }
 }
 

@@ -48,6 +48,18 @@ export interface SessionRecord {
   readonly accessToken?: string;
   /** What the ak_proxy claims decided at login, validated once (zero evaluations per request). */
   readonly proxy?: SessionProxySettings;
+  /** The IdP's session id (the ID token's `sid`): OpenID Connect back- and front-channel logout name it. */
+  readonly sid?: string;
+  /** The refresh token, when the provider issued one: the session is then refreshed (docs/sessions.md). */
+  readonly refreshToken?: string;
+  /** Unix ms: when the current tokens were obtained (login or last refresh). */
+  readonly tokensIssuedAt?: number;
+  /**
+   * Unix ms: when the current tokens stop being usable (the token X-authentik-jwt carries, the
+   * access token, access_token_validity). Set only on refreshable sessions; before it, the session is
+   * refreshed (see src/plugins/auth/refresh.ts).
+   */
+  readonly tokensExpireAt?: number;
 }
 
 export interface SessionProxySettings {
@@ -99,6 +111,22 @@ export interface SessionStore {
    * loads a session that carries them.
    */
   headerNames(): ReadonlySet<string>;
+  // Logout from the identity provider, and refresh. Every store implements these across all the
+  // processes that share it (a shared store: across replicas).
+
+  /** Ends the sessions of `provider` that belong to the IdP session `sid`; returns how many. */
+  deleteBySid(provider: string, sid: string): Promise<number>;
+  /** Ends every session of `provider` (only) of this user; returns how many. */
+  deleteProviderUser(provider: string, userKey: string): Promise<number>;
+  /**
+   * Records `key` until `expiresAt` (unix ms). True when it was not recorded yet; false while it
+   * is (a replayed logout token's jti).
+   */
+  recordOnce(key: string, expiresAt: number): Promise<boolean>;
+  /** Takes the refresh lock of session `id` for `ttlMs`: a token to release it with, or null when held. */
+  lockRefresh(id: string, ttlMs: number): Promise<string | null>;
+  /** Releases the lock if `token` still holds it. */
+  unlockRefresh(id: string, token: string): Promise<void>;
 }
 
 /** How often a shared store re-reads the names other replicas recorded. */

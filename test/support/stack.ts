@@ -25,6 +25,12 @@ export interface ProviderSpec {
   internal_host?: string;
   /** Overrides external_host (e.g. a sub-path or another port). */
   external_host?: string;
+  /**
+   * What the IdP knows of this client: refresh tokens; a back-channel logout URI (on 127.0.0.1,
+   * which is no provider's external_host, as a provider's server would reach an outpost); a
+   * front-channel logout URI (on external_host).
+   */
+  client?: { refresh_tokens?: boolean; backchannel_logout?: boolean; frontchannel_logout?: boolean };
 }
 
 export interface StackOptions {
@@ -107,6 +113,9 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
       client_secret: secrets.get(p.name)!,
       redirect_uris: [`${externalOf(p).replace(/\/$/, '')}/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`],
       post_logout_redirect_uris: [`${externalOf(p).replace(/\/$/, '')}/`, `${externalOf(p).replace(/\/$/, '')}/outpost.goauthentik.io/signed_out`],
+      ...(p.client?.refresh_tokens ? { refresh_tokens: true } : {}),
+      ...(p.client?.backchannel_logout ? { backchannel_logout_uri: `http://127.0.0.1:${port}/outpost.goauthentik.io/backchannel_logout` } : {}),
+      ...(p.client?.frontchannel_logout ? { frontchannel_logout_uri: `${externalOf(p).replace(/\/$/, '')}/outpost.goauthentik.io/frontchannel_logout` } : {}),
     })),
     users: opts.users ?? DEMO_USERS,
     claimsAtUserinfoOnly: opts.claimsAtUserinfoOnly,

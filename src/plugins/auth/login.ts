@@ -183,6 +183,8 @@ export class LoginFlow {
       idToken: login.idToken,
       accessToken: login.accessToken,
       proxy,
+      // The IdP session: back- and front-channel logout name it.
+      sid: typeof login.claims.sid === 'string' && login.claims.sid !== '' ? login.claims.sid : undefined,
     };
     try {
       await this.store.put(record);

@@ -229,5 +229,10 @@ function asyncStore(inner: EmbeddedSessionStore): SessionStore {
     size: () => all.size,
     recordHeaderNames: (names) => inner.recordHeaderNames(names),
     headerNames: () => inner.headerNames(),
+    deleteBySid: (p, sid) => inner.deleteBySid(p, sid),
+    deleteProviderUser: (p, u) => inner.deleteProviderUser(p, u),
+    recordOnce: (k, x) => inner.recordOnce(k, x),
+    lockRefresh: (id, ttl) => inner.lockRefresh(id, ttl),
+    unlockRefresh: (id, t) => inner.unlockRefresh(id, t),
   };
 }
