@@ -251,6 +251,11 @@ function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[
     } catch (err) {
       report(['providers', i, 'access_token_validity'], 'config.invalid_value', (err as Error).message);
     }
+    try {
+      p.session_max_age = parseDuration(p.session_max_age);
+    } catch (err) {
+      report(['providers', i, 'session_max_age'], 'config.invalid_value', (err as Error).message);
+    }
     const issuer = new URL(p.issuer);
     if (issuer.protocol !== 'https:' && !(issuer.protocol === 'http:' && isLoopbackHostname(issuer.hostname))) {
       report(['providers', i, 'issuer'], 'config.insecure_issuer', 'the issuer must use https (plain http is allowed only on loopback, for demos and tests)');

@@ -37,6 +37,8 @@ export interface ProviderRuntime {
   /** `; Path=/; HttpOnly; SameSite=Lax[; Secure][; Domain=…]`. */
   readonly cookieSuffix: string;
   readonly sessionTtlSeconds: number;
+  /** session_max_age: the longest life of a refreshed session (seconds). */
+  readonly sessionMaxAgeSeconds: number;
   readonly sessionCodec: CookieCodec;
   readonly flowCodec: CookieCodec;
   /** HMAC key for the signed `state` parameter. */
@@ -97,7 +99,7 @@ export function issuerAllowsHttp(issuer: string): boolean {
 export async function buildProviders(config: PortcullisConfig, log: Logger, previous?: ProviderRegistry): Promise<ProviderRegistry> {
   const reusable = new Map((previous?.all ?? []).map((p) => [oidcSettingsKey(p.oidc.settings), p.oidc]));
   const specs = config.providers.flatMap((p, i) => [
-    { name: `p${i}.session`, secret: p.cookie_secret, purpose: `session:${p.client_id}`, expirySeconds: Number(p.access_token_validity) },
+    { name: `p${i}.session`, secret: p.cookie_secret, purpose: `session:${p.client_id}`, expirySeconds: cookieLifetime(p) },
     { name: `p${i}.flow`, secret: p.cookie_secret, purpose: `flow:${p.client_id}`, expirySeconds: 600 },
   ]);
   const codecs = await createCookieCodecs(specs);
@@ -115,7 +117,7 @@ export async function buildProviders(config: PortcullisConfig, log: Logger, prev
       clientId: p.client_id,
       clientSecret: p.client_secret,
       authMethod: p.token_endpoint_auth_method ?? 'client_secret_basic',
-      scopes: p.scopes_to_request,
+      scopes: p.offline_access && !p.scopes_to_request.includes('offline_access') ? [...p.scopes_to_request, 'offline_access'] : p.scopes_to_request,
       allowHttp: issuerAllowsHttp(p.issuer),
     };
     return {
@@ -136,6 +138,7 @@ export async function buildProviders(config: PortcullisConfig, log: Logger, prev
       flowCookieName: cookieName + '_flow',
       cookieSuffix: cookieAttributeSuffix({ secure: externalScheme === 'https', domain: p.cookie_domain || undefined }),
       sessionTtlSeconds: ttl,
+      sessionMaxAgeSeconds: Number(p.session_max_age),
       sessionCodec: codecs.get(`p${index}.session`)!,
       flowCodec: codecs.get(`p${index}.flow`)!,
       stateKey: deriveKey(p.cookie_secret, `state:${p.client_id}`),
@@ -152,6 +155,12 @@ export async function buildProviders(config: PortcullisConfig, log: Logger, prev
 
 function oidcSettingsKey(s: OidcSettings): string {
   return JSON.stringify([s.issuer, s.clientId, s.clientSecret, s.authMethod, s.scopes, s.allowHttp, s.timeoutSeconds ?? null]);
+}
+
+/** The session cookie is accepted as long as the longest session it can name (a refreshed one). */
+function cookieLifetime(p: ProviderConfig): number {
+  const ttl = Number(p.access_token_validity);
+  return p.offline_access ? Math.max(ttl, Number(p.session_max_age)) : ttl;
 }
 
 function slugify(name: string): string {

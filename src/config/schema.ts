@@ -73,6 +73,14 @@ export const ProviderSchema = Type.Object(
     access_rules: Type.Array(AccessRuleSchema, { default: [] }),
     allowed_backend_hosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'When set, backend_override must name one of these hosts.' })),
     allow_identity_header_override: Type.Boolean({ default: false, description: 'Let additionalHeaders replace X-authentik-* identity headers.' }),
+    offline_access: Type.Boolean({
+      default: true,
+      description: 'Ask for offline_access when the provider lists it; a session that got a refresh token is refreshed before its tokens expire, up to session_max_age.',
+    }),
+    session_max_age: Type.Union([Type.Integer({ minimum: 60 }), Type.String({ pattern: '^(\\s*(weeks|days|hours|minutes|seconds)=\\d+\\s*;?)+$' })], {
+      default: 86400,
+      description: 'Longest life of a refreshed session (seconds, or "days=1"); a session without a refresh token ends with its tokens.',
+    }),
     userinfo_include_token: Type.Boolean({ default: false, description: 'Include the X-authentik-jwt token as `token` in /outpost.goauthentik.io/userinfo answers.' }),
     additional_header_names: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: "^[!#$%&'*+.^`|~0-9A-Za-z-]+$" }), {
       default: [],
@@ -241,6 +249,7 @@ export const ConfigSchema = Type.Object(
 export type ProviderConfig = Static<typeof ProviderSchema> & {
   mode: 'proxy' | 'forward_single' | 'forward_domain';
   access_token_validity: number | string;
+  session_max_age: number | string;
 };
 export type OutpostConfig = Static<typeof OutpostSchema>;
 export type StageEntry = Static<typeof StageEntrySchema>;

@@ -16,6 +16,7 @@ import { clearCookie, readCookie, setCookie } from '../../http/cookies.js';
 import { page, sessionStoreUnavailable } from '../../http/pages.js';
 import { signState, verifyState } from './state.js';
 import { cookieMaxAgeSeconds, jwtExp, sessionExpiresAt } from '../../sessions/lifetime.js';
+import { refreshableLogin } from './refresh.js';
 import { compileMappings, validateProxyClaims, MappingEvaluationError, type CompiledMappings } from '../../mappings/index.js';
 
 const FLOW_TTL_SECONDS = 600;
@@ -119,28 +120,89 @@ export class LoginFlow {
       return this.failure(ctx, err);
     }
 
+    const evaluated = this.sessionClaims(ctx, userClaims);
+    if (evaluated instanceof MappingEvaluationError) {
+      this.log.error({ provider: p.name, mapping: evaluated.mapping, detail: evaluated.detail, reqId: ctx.requestId }, 'scope mapping failed; login refused');
+      return page({
+        status: 500,
+        title: 'Login could not be completed',
+        message: `The scope mapping "${evaluated.mapping}" of this application failed, so you were not signed in. Please tell the administrator.`,
+        requestId: ctx.requestId,
+        wantsJson: ctx.wantsJson,
+        code: 'auth.mapping_failed',
+      });
+    }
+    const { claims, proxy } = evaluated;
+    await this.recordHeaderNames(ctx, proxy);
+    const nowMs = Date.now();
+    const tokensEnd = sessionExpiresAt(nowMs, p.sessionTtlSeconds, {
+      idTokenExp: typeof login.claims.exp === 'number' ? login.claims.exp : undefined,
+      accessTokenExp: jwtExp(login.accessToken),
+      accessTokenExpiresIn: login.accessTokenExpiresIn,
+      forwardsIdToken: login.accessToken === undefined,
+    });
+    const record: SessionRecord = {
+      id: randomBytes(32).toString('base64url'),
+      provider: p.name,
+      userKey: userKeyOf(login.claims.iss, login.claims.sub),
+      createdAt: nowMs,
+      expiresAt: tokensEnd,
+      claims: claims as SessionRecord['claims'],
+      idToken: login.idToken,
+      accessToken: login.accessToken,
+      proxy,
+      // The IdP session: back- and front-channel logout name it.
+      sid: typeof login.claims.sid === 'string' && login.claims.sid !== '' ? login.claims.sid : undefined,
+      // With a refresh token: lives up to session_max_age, refreshed before its tokens expire.
+      ...refreshableLogin(p, login.refreshToken, tokensEnd, nowMs),
+    };
+    try {
+      await this.store.put(record);
+    } catch (err) {
+      this.log.error({ provider: p.name, err: (err as Error).message, reqId: ctx.requestId }, 'login completed at the IdP but the session could not be stored');
+      return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson, 'You signed in, but Portcullis cannot reach its session store right now to keep the session. Try again in a moment.');
+    }
+    addCookie(ctx, setCookie(p.cookieName, encodeURIComponent(p.sessionCodec.encode({ s: record.id })), cookieMaxAgeSeconds(nowMs, record.expiresAt), p.cookieSuffix));
+    this.log.info({ provider: p.name, user: userTag(record.userKey), reqId: ctx.requestId }, 'login completed');
+    return { kind: 'respond', status: 302, headers: { location: state.r, 'cache-control': 'no-store' } };
+  }
+
+  /**
+   * Records the additionalHeaders names a session is about to carry, before it exists (at login
+   * and at refresh): every request of the outpost strips client copies of them from now on.
+   */
+  async recordHeaderNames(ctx: RequestContext, proxy: SessionProxySettings): Promise<void> {
+    const p = ctx.provider;
+    const headerNames = proxy.additionalHeaders!.map(([n]) => n);
+    if (headerNames.length === 0) return;
+    const undeclared = headerNames.filter((n) => !p.additionalHeaderNames.has(n));
+    if (undeclared.length > 0) {
+      // Until this login, a client could have sent these names itself and the upstream believed them.
+      this.log.warn(
+        { provider: p.name, headers: undeclared, reqId: ctx.requestId },
+        'additionalHeaders names not declared in additional_header_names; client copies are stripped from now on, declare them to strip them from the start',
+      );
+    }
+    await this.store.recordHeaderNames(headerNames);
+  }
+
+  /**
+   * The claims a session keeps — the provider's claims with the scope mappings merged in — and
+   * what its ak_proxy claims decide. At login, and again at each refresh.
+   */
+  sessionClaims(ctx: RequestContext, raw: Record<string, unknown>): { claims: Record<string, unknown>; proxy: SessionProxySettings } | MappingEvaluationError {
+    const p = ctx.provider;
     let claims: Record<string, unknown>;
     try {
       claims = this.mappings.get(p)!.evaluate({
-        claims: userClaims,
+        claims: raw,
         request: { host: ctx.target.host, path: ctx.target.path, headers: plainHeaders(ctx.headers) },
         provider: { name: p.name, slug: p.slug },
       });
     } catch (err) {
-      if (err instanceof MappingEvaluationError) {
-        this.log.error({ provider: p.name, mapping: err.mapping, detail: err.detail, reqId: ctx.requestId }, 'scope mapping failed; login refused');
-        return page({
-          status: 500,
-          title: 'Login could not be completed',
-          message: `The scope mapping "${err.mapping}" of this application failed, so you were not signed in. Please tell the administrator.`,
-          requestId: ctx.requestId,
-          wantsJson: ctx.wantsJson,
-          code: 'auth.mapping_failed',
-        });
-      }
+      if (err instanceof MappingEvaluationError) return err;
       throw err;
     }
-
     const validated = validateProxyClaims(claims, {
       allowedBackendHosts: p.config.allowed_backend_hosts,
       allowIdentityHeaderOverride: p.config.allow_identity_header_override,
@@ -154,47 +216,7 @@ export class LoginFlow {
       hostHeader: validated.hostHeader ?? undefined,
       additionalHeaders: validated.additionalHeaders.map(([k, v]) => [k.toLowerCase(), v] as const),
     };
-    const headerNames = proxy.additionalHeaders!.map(([n]) => n);
-    if (headerNames.length > 0) {
-      const undeclared = headerNames.filter((n) => !p.additionalHeaderNames.has(n));
-      if (undeclared.length > 0) {
-        // Until this login, a client could have sent these names itself and the upstream believed them.
-        this.log.warn(
-          { provider: p.name, headers: undeclared, reqId: ctx.requestId },
-          'additionalHeaders names not declared in additional_header_names; client copies are stripped from now on, declare them to strip them from the start',
-        );
-      }
-      // Recorded before the session exists: every request of the outpost strips them from now on.
-      await this.store.recordHeaderNames(headerNames);
-    }
-    const nowMs = Date.now();
-    const record: SessionRecord = {
-      id: randomBytes(32).toString('base64url'),
-      provider: p.name,
-      userKey: userKeyOf(login.claims.iss, login.claims.sub),
-      createdAt: nowMs,
-      expiresAt: sessionExpiresAt(nowMs, p.sessionTtlSeconds, {
-        idTokenExp: typeof login.claims.exp === 'number' ? login.claims.exp : undefined,
-        accessTokenExp: jwtExp(login.accessToken),
-        accessTokenExpiresIn: login.accessTokenExpiresIn,
-        forwardsIdToken: login.accessToken === undefined,
-      }),
-      claims: claims as SessionRecord['claims'],
-      idToken: login.idToken,
-      accessToken: login.accessToken,
-      proxy,
-      // The IdP session: back- and front-channel logout name it.
-      sid: typeof login.claims.sid === 'string' && login.claims.sid !== '' ? login.claims.sid : undefined,
-    };
-    try {
-      await this.store.put(record);
-    } catch (err) {
-      this.log.error({ provider: p.name, err: (err as Error).message, reqId: ctx.requestId }, 'login completed at the IdP but the session could not be stored');
-      return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson, 'You signed in, but Portcullis cannot reach its session store right now to keep the session. Try again in a moment.');
-    }
-    addCookie(ctx, setCookie(p.cookieName, encodeURIComponent(p.sessionCodec.encode({ s: record.id })), cookieMaxAgeSeconds(nowMs, record.expiresAt), p.cookieSuffix));
-    this.log.info({ provider: p.name, user: userTag(record.userKey), reqId: ctx.requestId }, 'login completed');
-    return { kind: 'respond', status: 302, headers: { location: state.r, 'cache-control': 'no-store' } };
+    return { claims, proxy };
   }
 
   async signOut(ctx: RequestContext): Promise<Respond> {

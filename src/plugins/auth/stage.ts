@@ -16,6 +16,7 @@ import { sessionStoreUnavailable } from '../../http/pages.js';
 import { LoginFlow, addCookie, safeDecode } from './login.js';
 import { HeaderAuthenticator, tokenOf, type HeaderAuthResult } from './header-auth.js';
 import { userinfo } from './userinfo.js';
+import { SessionRefresher, needsRefresh } from './refresh.js';
 
 /** Decoded cookie → session id, so that a returning cookie skips the decryption. Bounded. */
 const ID_CACHE_LIMIT = 50_000;
@@ -28,6 +29,7 @@ export class AuthStage implements Stage {
   readonly headerAuth: HeaderAuthenticator;
   private readonly idCache = new Map<string, string>();
   private readonly log: Logger;
+  private readonly refresher: SessionRefresher;
 
   constructor(
     @inject(PROVIDERS) providers: ProviderRegistry,
@@ -40,6 +42,7 @@ export class AuthStage implements Stage {
     this.log = own;
     this.login = new LoginFlow(providers.all, store, own, events);
     this.headerAuth = new HeaderAuthenticator(own, { events });
+    this.refresher = new SessionRefresher(store, this.login, own);
   }
 
   run(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
@@ -118,8 +121,16 @@ export class AuthStage implements Stage {
     return undefined;
   }
 
-  private accept(ctx: RequestContext, r: SessionRecord | undefined): SessionRecord | undefined {
-    if (r === undefined || r.provider !== ctx.provider.name || r.expiresAt <= Date.now()) return this.reject(ctx);
+  private accept(ctx: RequestContext, r: SessionRecord | undefined): SessionRecord | undefined | Promise<SessionRecord | undefined> {
+    const now = Date.now();
+    if (r === undefined || r.provider !== ctx.provider.name || r.expiresAt <= now) return this.reject(ctx);
+    // Tokens near their end (or past it) are refreshed first: X-authentik-jwt is never expired.
+    if (r.refreshToken !== undefined && needsRefresh(r, now)) {
+      return this.refresher.refresh(ctx, r).then(
+        (s) => s ?? this.reject(ctx),
+        (err: Error) => this.unavailable(ctx, err),
+      );
+    }
     return r;
   }
 
