@@ -13,7 +13,7 @@ export interface UserinfoAnswer {
   groups: string[];
   entitlements: string[];
   provider: string;
-  /** When the session ends unless it is refreshed, unix seconds. */
+  /** When the session ends at the latest (a refreshed session: session_max_age after login), unix seconds. */
   expires_at: number;
   /** The token X-authentik-jwt carries; only with `userinfo_include_token`. */
   token?: string;
