@@ -121,7 +121,7 @@ export class IdpLogout {
     }
     let ended = 0;
     for (const p of providers) ended += await this.store.deleteBySid(p.name, sid);
-    this.log.info({ providers: providers.map((p) => p.name), sessions: ended, requestId }, 'front-channel logout: sessions ended');
+    this.log.info({ providers: providers.map((p) => p.name), sessions: ended, reqId: requestId }, 'front-channel logout: sessions ended');
     return page({
       status: 200,
       title: 'Signed out',
