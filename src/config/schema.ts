@@ -81,6 +81,11 @@ export const ProviderSchema = Type.Object(
       default: 86400,
       description: 'Longest life of a refreshed session (seconds, or "days=1"); a session without a refresh token ends with its tokens.',
     }),
+    frontchannel_logout: Type.Union([Type.Literal('sid'), Type.Literal('cookie'), Type.Literal('off')], {
+      default: 'sid',
+      description:
+        "What a front-channel logout request (an unauthenticated GET with iss and sid) may end: sid (every session of that IdP session: for providers whose sid is random), cookie (only when the request also carries this provider's session cookie of that sid: for providers whose sid can be guessed), off.",
+    }),
     userinfo_include_token: Type.Boolean({ default: false, description: 'Include the X-authentik-jwt token as `token` in /outpost.goauthentik.io/userinfo answers.' }),
     additional_header_names: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: "^[!#$%&'*+.^`|~0-9A-Za-z-]+$" }), {
       default: [],

@@ -30,7 +30,8 @@ before(async () => {
   redis = await startRedis();
   stack = await startStack({
     providers: [
-      { name: 'app', host: APP, client: { backchannel_logout: true } },
+      // Back-channel only: front-channel requests end nothing of it.
+      { name: 'app', host: APP, client: { backchannel_logout: true }, extra: { frontchannel_logout: 'off' } },
       { name: 'front', host: FRONT, client: { frontchannel_logout: true } },
       { name: 'plain', host: PLAIN },
     ],
@@ -226,6 +227,16 @@ describe('front-channel logout', () => {
     }
     // The page then submits its form (once its frames loaded): the IdP session ends too.
     assert.ok(parseForms(logoutPage.body, logoutPage.url).some((f) => f.id === 'op.logoutForm'));
+  });
+
+  test('frontchannel_logout: off — a front-channel request with that session\'s iss and sid ends nothing of that provider', async () => {
+    const s = await login(APP);
+    const sid = await sidOf(s.jar, APP);
+    const res = await httpGet(`http://127.0.0.1:${stack.port}/outpost.goauthentik.io/frontchannel_logout?${new URLSearchParams({ iss: stack.idp.issuer, sid })}`);
+    // The issuer's other providers still accept front-channel logout (and had no such session).
+    assert.equal(res.status, 200);
+    assert.match(res.body, /No session of this application was open here/);
+    for (const r of ['A', 'B'] as const) assert.ok(signedIn(await ask(r, APP, s.cookie)), `replica ${r} keeps the session`);
   });
 
   test('without iss or sid, or with an unknown iss: 400, frameable by nobody, nothing ended', async () => {

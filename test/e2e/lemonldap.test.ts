@@ -20,7 +20,7 @@ import { VERSION_STRING } from '../../src/version.js';
 import { startLemonldap, LLNG_USERS, type RunningLemonldap } from '../support/lemonldap.js';
 import { startUpstream, type RunningUpstream } from '../support/upstream.js';
 import { freePort, quietLogger } from '../support/stack.js';
-import { CookieJar, httpGet, loginThrough, submitThrough, type HttpResult } from '../support/browserless.js';
+import { CookieJar, decodeEntities, followRedirects, httpGet, loginThrough, submitThrough, type HttpResult } from '../support/browserless.js';
 
 const DWHO = { username: 'dwho', password: 'dwho' };
 const RTYLER = { username: 'rtyler', password: 'rtyler' };
@@ -28,6 +28,7 @@ const APP = 'app.localtest';
 const POST = 'post.localtest';
 const BASIC = 'basic.localtest';
 const FWD = 'fwd.localtest';
+const FC = 'fc.localtest';
 
 let llng: RunningLemonldap;
 let upstream: RunningUpstream;
@@ -75,6 +76,14 @@ before(async () => {
       rp('post', UNSAFE_ID, UNSAFE_SECRET, url(POST)),
       rp('basic', 'portcullis-basic.app', UNSAFE_SECRET, url(BASIC)),
       rp('fwd', 'portcullisfwd', APP_SECRET, fwdUrl()),
+      {
+        ...rp('fc', 'portcullisfc', APP_SECRET, url(FC)),
+        // LemonLDAP 2.16's front-channel logout sends sid = the user's id (its ID tokens carry no
+        // sid): an ID token claim `sid` with the same value lets Portcullis match it.
+        claims: { ...CLAIMS, sid: 'uid' },
+        idTokenForceClaims: true,
+        frontchannelLogoutUri: url(FC, '/outpost.goauthentik.io/frontchannel_logout'),
+      },
     ],
     // nginx in front of the application, asking Portcullis (forward_single), as docs/ show.
     extraServers: nginxConfig({
@@ -106,6 +115,9 @@ before(async () => {
       provider('app', APP, 'portcullisapp', APP_SECRET),
       provider('post', POST, UNSAFE_ID, UNSAFE_SECRET, { token_endpoint_auth_method: 'client_secret_post' }),
       provider('basic', BASIC, 'portcullis-basic.app', UNSAFE_SECRET),
+      // LemonLDAP's sid is the user id, which anybody can guess: only the browser holding the
+      // session's cookie may end it by front-channel (docs/security.md).
+      provider('fc', FC, 'portcullisfc', APP_SECRET, { frontchannel_logout: 'cookie' }),
       { ...provider('fwd', FWD, 'portcullisfwd', APP_SECRET, { mode: 'forward_single', external_host: fwdUrl() }), internal_host: undefined },
     ],
   };
@@ -229,5 +241,42 @@ describe('LemonLDAP::NG, forward_single behind nginx', () => {
     assert.equal(s.headers['x-authentik-email'], LLNG_USERS.rtyler.mail);
     assert.equal(s.headers['x-authentik-groups'], 'users');
     assert.equal((await httpGet(fwdUrl('/tardis'), { jar })).status, 403, 'the access rule, through nginx');
+  });
+});
+
+describe('LemonLDAP::NG, front-channel logout', () => {
+  test('signing out at the LemonLDAP portal loads our frontchannel_logout_uri (iss, sid) and ends the Portcullis session; a guessed sid without the cookie ends nothing', async () => {
+    const jar = new CookieJar();
+    const h = seen((await loginThrough(url(FC, '/'), DWHO, { jar })).final).headers;
+    const idToken = JSON.parse(Buffer.from(h['x-authentik-jwt']!.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    assert.equal(idToken.sid, 'dwho', 'the sid claim LemonLDAP was told to put in the ID token');
+    seen(await httpGet(url(FC, '/still-in'), { jar }));
+    // Anybody can send the request LemonLDAP's frame sends — the sid is the user id. Without the
+    // session's cookie (another browser, a script) nothing ends.
+    const guessed = `${url(FC, '/outpost.goauthentik.io/frontchannel_logout')}?${new URLSearchParams({ iss: llng.issuer, sid: 'dwho' })}`;
+    const attacker = await httpGet(guessed);
+    assert.equal(attacker.status, 200);
+    assert.match(attacker.body, /No session of this application was open here/);
+    const otherBrowser = new CookieJar();
+    // Another user's session cookie at the same provider (sid rtyler) does not end dwho's either.
+    seen((await loginThrough(url(FC, '/'), RTYLER, { jar: otherBrowser })).final);
+    const withOtherCookie = await httpGet(guessed, { jar: otherBrowser });
+    assert.equal(withOtherCookie.status, 200);
+    seen(await httpGet(url(FC, '/still-in'), { jar }));
+    // The user signs out at the portal itself; its page frames each relying party's logout URI.
+    const { final } = await followRedirects(`${llng.issuer}/?logout=1`, { jar });
+    const frames = [...final.body.matchAll(/<iframe src="([^"]+)"/g)].map((m) => decodeEntities(m[1]!));
+    const ours = frames.find((f) => f.startsWith(url(FC, '/outpost.goauthentik.io/frontchannel_logout')));
+    assert.ok(ours, `LemonLDAP framed our front-channel URI: ${frames.join(', ') || final.body.slice(0, 500)}`);
+    const q = new URL(ours).searchParams;
+    assert.equal(q.get('iss'), llng.issuer);
+    assert.equal(q.get('sid'), 'dwho');
+    // The browser loads the frame (with the cookies it has for Portcullis's host).
+    const framed = await httpGet(ours, { jar });
+    assert.equal(framed.status, 200, framed.body.slice(0, 300));
+    assert.equal(framed.headers['cache-control'], 'no-store');
+    assert.match(String(framed.headers['content-security-policy']), new RegExp(`frame-ancestors[^;]*${llng.issuer.replace(/[.]/g, '\\.')}`));
+    const after = await httpGet(url(FC, '/still-in'), { jar });
+    assert.equal(after.status, 302, 'the Portcullis session ended');
   });
 });

@@ -16,6 +16,7 @@ import type { Logger } from '../../pipeline/logger.js';
 import type { Respond } from '../../pipeline/contract.js';
 import { userKeyOf, userTag, type SessionStore } from '../../sessions/store.js';
 import { page } from '../../http/pages.js';
+import { readCookie } from '../../http/cookies.js';
 
 export const BACKCHANNEL_LOGOUT_PATH = `${OUTPOST_PREFIX}/backchannel_logout`;
 export const FRONTCHANNEL_LOGOUT_PATH = `${OUTPOST_PREFIX}/frontchannel_logout`;
@@ -105,14 +106,21 @@ export class IdpLogout {
   /**
    * Front-Channel Logout 1.0: ends the sessions of the IdP session `sid` at every provider with
    * this issuer, and answers a page the provider's logout page may frame (and nobody else).
+   *
+   * The request is an unauthenticated GET: whoever knows a sid can send it. Each provider's
+   * `frontchannel_logout` says what it may end — `sid`: every session of that IdP session (a
+   * provider whose sid is random, as the spec expects); `cookie`: only when the request also
+   * carries this provider's session cookie naming a session of that sid (the browser that frames
+   * it is the user's: a provider whose sid can be guessed, such as LemonLDAP's user id); `off`:
+   * nothing. Logging someone out is all a guessed sid could do, never signing anyone in.
    */
-  async frontChannel(iss: string | null, sid: string | null, requestId: string): Promise<Respond> {
-    const providers = iss ? await this.byIssuer(iss) : [];
+  async frontChannel(iss: string | null, sid: string | null, cookieHeader: string | undefined, requestId: string): Promise<Respond> {
+    const providers = iss ? (await this.byIssuer(iss)).filter((p) => p.config.frontchannel_logout !== 'off') : [];
     if (!iss || !sid || providers.length === 0) {
       return page({
         status: 400,
         title: 'Not signed out',
-        message: !iss || !sid ? 'This front-channel logout request lacks iss or sid.' : 'No provider of this outpost has this issuer.',
+        message: !iss || !sid ? 'This front-channel logout request lacks iss or sid.' : 'No provider of this outpost with this issuer accepts front-channel logout.',
         requestId,
         wantsJson: false,
         code: 'logout.frontchannel_invalid',
@@ -120,17 +128,36 @@ export class IdpLogout {
       });
     }
     let ended = 0;
-    for (const p of providers) ended += await this.store.deleteBySid(p.name, sid);
+    for (const p of providers) {
+      if (p.config.frontchannel_logout === 'cookie' && !(await this.cookieNamesSid(p, cookieHeader, sid))) continue;
+      ended += await this.store.deleteBySid(p.name, sid);
+    }
     this.log.info({ providers: providers.map((p) => p.name), sessions: ended, reqId: requestId }, 'front-channel logout: sessions ended');
     return page({
       status: 200,
       title: 'Signed out',
-      message: 'You are signed out of this application.',
+      message: ended > 0 ? 'You are signed out of this application.' : 'No session of this application was open here.',
       requestId,
       wantsJson: false,
       code: 'logout.frontchannel',
       extraHeaders: { 'content-security-policy': `frame-ancestors ${frameAncestors(providers)}` },
     });
+  }
+
+  /** Whether the request carries `p`'s session cookie of a live session of the IdP session `sid`. */
+  private async cookieNamesSid(p: ProviderRuntime, cookieHeader: string | undefined, sid: string): Promise<boolean> {
+    const raw = readCookie(cookieHeader, p.cookieName);
+    if (raw === undefined || raw === '') return false;
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(raw);
+    } catch {
+      return false;
+    }
+    const id = p.sessionCodec.decode(decoded)?.s;
+    if (typeof id !== 'string') return false;
+    const record = await this.store.get(id);
+    return record !== undefined && record.provider === p.name && record.sid === sid;
   }
 
   /** Providers whose discovered issuer is exactly `iss` (discovery is done once and cached). */
@@ -208,7 +235,7 @@ export async function idpLogoutRoutes(app: FastifyInstance, opts: { logout: IdpL
       const one = (v: unknown) => (typeof v === 'string' ? v : null);
       let out: Respond;
       try {
-        out = await logout.frontChannel(one(q.iss), one(q.sid), request.id);
+        out = await logout.frontChannel(one(q.iss), one(q.sid), request.headers.cookie, request.id);
       } catch (err) {
         log.error({ reqId: request.id, err: (err as Error).message }, 'front-channel logout failed');
         out = page({

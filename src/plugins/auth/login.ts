@@ -39,6 +39,9 @@ interface Flow {
 export class LoginFlow {
   private readonly mappings = new Map<ProviderRuntime, CompiledMappings>();
 
+  /** Providers whose guessable sid was already warned about (once per process). */
+  private readonly warnedGuessableSid = new Set<string>();
+
   constructor(
     providers: readonly ProviderRuntime[],
     private readonly store: SessionStore,
@@ -47,6 +50,27 @@ export class LoginFlow {
   ) {
     // Compiled once, here; evaluated once per login, never per request.
     for (const p of providers) this.mappings.set(p, compileMappings(p.config.mappings));
+  }
+
+  /**
+   * The ID token's `sid`. One that is the user's own id or name can be guessed, and front-channel
+   * logout (an unauthenticated GET) then lets anybody sign that user out: said once per provider
+   * while its frontchannel_logout is `sid` (docs/security.md).
+   */
+  private sidOf(p: ProviderRuntime, claims: Record<string, unknown>): string | undefined {
+    const sid = claims.sid;
+    if (typeof sid !== 'string' || sid === '') return undefined;
+    if (p.config.frontchannel_logout === 'sid' && !this.warnedGuessableSid.has(p.name)) {
+      const own = [claims.sub, claims.preferred_username, claims.email, claims.nickname, claims.name];
+      if (own.some((v) => typeof v === 'string' && v.toLowerCase() === sid.toLowerCase())) {
+        this.warnedGuessableSid.add(p.name);
+        this.log.warn(
+          { provider: p.name },
+          "the provider's sid is the user's own id or name: anybody can sign users out through front-channel logout; set frontchannel_logout: cookie (or off)",
+        );
+      }
+    }
+    return sid;
   }
 
   async start(ctx: RequestContext): Promise<Respond> {
@@ -152,7 +176,8 @@ export class LoginFlow {
       accessToken: login.accessToken,
       proxy,
       // The IdP session: back- and front-channel logout name it.
-      sid: typeof login.claims.sid === 'string' && login.claims.sid !== '' ? login.claims.sid : undefined,
+      // The ID token's sid only; the user's names as merged from userinfo too.
+      sid: this.sidOf(p, { ...userClaims, sid: login.claims.sid }),
       // With a refresh token: lives up to session_max_age, refreshed before its tokens expire.
       ...refreshableLogin(p, login.refreshToken, tokensEnd, nowMs),
     };
