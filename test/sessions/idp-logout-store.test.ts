@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { EmbeddedSessionStore } from '../../src/sessions/embedded-store.js';
+import { Redis } from 'ioredis';
 import { RedisSessionStore } from '../../src/sessions/redis-store.js';
 import type { SessionRecord, SessionStore } from '../../src/sessions/store.js';
 import type { Logger } from '../../src/pipeline/logger.js';
@@ -150,4 +151,31 @@ suite('Redis store (two replicas)', async () => {
     return s;
   };
   return { a: await make(), b: await make() };
+});
+
+test('Redis: the sid index does not outlive its sessions (ended entries trimmed, the key expires with the longest)', async () => {
+  assert.ok(redis, 'the Redis suite ran');
+  const store = new RedisSessionStore({ url: redis!.url, keys, log, keyPrefix: 'sidx:' });
+  await store.open();
+  redisStores.push(store);
+  const raw = new Redis(redis!.url);
+  try {
+    const short = record('gina', 'app', 'g-1', 300);
+    await store.put(short);
+    const [sidKey] = await raw.keys('sidx:sid-sessions:*');
+    assert.ok(sidKey, 'a sid index key exists');
+    const ttl = await raw.pttl(sidKey);
+    assert.ok(ttl > 0 && ttl <= 300, `it expires with its session (PTTL ${ttl})`);
+    await new Promise((r) => setTimeout(r, 400));
+    // A new login into the same IdP session trims the ended entry.
+    const next = record('gina', 'app', 'g-1', 60_000);
+    await store.put(next);
+    assert.deepEqual(await raw.zrange(sidKey, '0', '-1'), [next.id]);
+    assert.ok((await raw.pttl(sidKey)) > 30_000, 'the key now lives as long as the longest session');
+    // Ended by a sign-out: out of the index too.
+    await store.delete(next.id);
+    assert.equal(await raw.exists(sidKey), 0);
+  } finally {
+    raw.disconnect();
+  }
 });

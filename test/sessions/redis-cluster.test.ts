@@ -92,3 +92,35 @@ test('a Redis Cluster: sessions over every master; lookup, cap, sign-out, size a
     await store.close();
   }
 });
+
+test('a Redis Cluster: logout by sid and by user at a provider, replay records and refresh locks work across slots', async () => {
+  const two = new Map([...keys, ['other', randomBytes(32)]]);
+  const a = new RedisSessionStore({ cluster: { nodes: [`127.0.0.1:${nodes[0]!.port}`] }, keys: two, log, keyPrefix: 'l:' });
+  const b = new RedisSessionStore({ cluster: { nodes: [`127.0.0.1:${nodes[1]!.port}`] }, keys: two, log, keyPrefix: 'l:' });
+  await a.open();
+  await b.open();
+  try {
+    const t0 = Date.now();
+    const withSid = (id: string, user: string, sid: string, provider = 'app') => ({ ...record(id, user, t0), provider, sid });
+    // Ten sessions of one IdP session: their keys fall into different slots.
+    for (let i = 0; i < 10; i++) await a.put(withSid(`sid-s${i}`, 'ann', 'idp-1'));
+    await a.put(withSid('sid-other', 'ann', 'idp-2'));
+    await a.put(withSid('sid-otherprov', 'ann', 'idp-1', 'other'));
+    assert.equal(await b.deleteBySid('app', 'idp-1'), 10);
+    for (let i = 0; i < 10; i++) assert.equal(await a.get(`sid-s${i}`), undefined);
+    assert.ok(await a.get('sid-other'), 'another IdP session stays');
+    assert.ok(await a.get('sid-otherprov'), 'the same sid at another provider stays');
+    assert.equal(await b.deleteProviderUser('app', 'iss\u0000ann'), 1);
+    assert.equal(await a.get('sid-other'), undefined);
+    assert.ok(await a.get('sid-otherprov'), "the user's session at another provider stays");
+    assert.equal(await a.recordOnce('jti-1', Date.now() + 5_000), true);
+    assert.equal(await b.recordOnce('jti-1', Date.now() + 5_000), false);
+    const locks = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).lockRefresh('sid-otherprov', 5_000)));
+    assert.equal(locks.filter((t) => t !== null).length, 1, 'one holder across replicas');
+    await a.unlockRefresh('sid-otherprov', locks.find((t) => t !== null)!);
+    assert.ok(await b.lockRefresh('sid-otherprov', 5_000), 'free after its release');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
