@@ -414,7 +414,7 @@ test('wait_replicas: a change no replica acknowledged is an error, not a success
 
 test('an ACL user limited to its key prefix and the commands the docs list can use the store; one without key access cannot', async () => {
   // The ACL line of docs/session-stores.md, for prefix acl:.
-  await raw.call('ACL', 'SETUSER', 'portcullis', 'reset', 'on', '>s3cret', '~acl:*', 'resetchannels', '-@all', '+@read', '+@write', '+@transaction', '+@connection', '+scan', '+wait', '+info');
+  await raw.call('ACL', 'SETUSER', 'portcullis', 'reset', 'on', '>s3cret', '~acl:*', 'resetchannels', '-@all', '+@read', '+@write', '+@transaction', '+@connection', '+scan', '+wait', '+info', '+eval');
   await raw.call('ACL', 'SETUSER', 'stranger', 'reset', 'on', '>s3cret', '~elsewhere:*', '-@all', '+@read', '+@write', '+@transaction', '+@connection', '+scan');
   const url = `redis://portcullis:s3cret@127.0.0.1:${redis.port}`;
   const s = new RedisSessionStore({ url, keys, log, keyPrefix: 'acl:' });
@@ -425,6 +425,14 @@ test('an ACL user limited to its key prefix and the commands the docs list can u
   await s.recordHeaderNames(['x-acl']);
   assert.equal(await s.size(), 1);
   assert.equal(await s.deleteUser('iss\u0000alice'), 1);
+  // Logout from the IdP and the refresh lock (its release is a one-key script: +eval).
+  await s.put({ ...record('acl3', 'carol'), sid: 'idp-sid' });
+  assert.equal(await s.deleteBySid('app', 'idp-sid'), 1);
+  assert.equal(await s.recordOnce('jti-acl', Date.now() + 5_000), true);
+  const lock = await s.lockRefresh('acl3', 5_000);
+  assert.ok(lock);
+  await s.unlockRefresh('acl3', lock);
+  assert.ok(await s.lockRefresh('acl3', 5_000), 'released by its holder');
   const denied = new RedisSessionStore({ url: `redis://stranger:s3cret@127.0.0.1:${redis.port}`, keys, log, keyPrefix: 'acl:' });
   await denied.open().catch(() => undefined);
   stores.push(denied);
