@@ -12,6 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/index.js';
 import { Outpost } from '../../src/server/outpost.js';
@@ -19,7 +21,7 @@ import { nginxConfig } from '../../src/plugins/forward/configs.js';
 import { VERSION_STRING } from '../../src/version.js';
 import { startLemonldap, LLNG_USERS, type RunningLemonldap } from '../support/lemonldap.js';
 import { startUpstream, type RunningUpstream } from '../support/upstream.js';
-import { freePort, quietLogger } from '../support/stack.js';
+import { freePort } from '../support/stack.js';
 import { CookieJar, decodeEntities, followRedirects, httpGet, loginThrough, submitThrough, type HttpResult } from '../support/browserless.js';
 
 const DWHO = { username: 'dwho', password: 'dwho' };
@@ -29,6 +31,9 @@ const POST = 'post.localtest';
 const BASIC = 'basic.localtest';
 const FWD = 'fwd.localtest';
 const FC = 'fc.localtest';
+const FCSID = 'fcsid.localtest';
+/** Portcullis's warnings and errors (the guessable-sid warning). */
+const warnings: Record<string, unknown>[] = [];
 
 let llng: RunningLemonldap;
 let upstream: RunningUpstream;
@@ -84,6 +89,8 @@ before(async () => {
         idTokenForceClaims: true,
         frontchannelLogoutUri: url(FC, '/outpost.goauthentik.io/frontchannel_logout'),
       },
+      // The same sid at a provider left at frontchannel_logout: sid (the default).
+      { ...rp('fcsid', 'portcullisfcsid', APP_SECRET, url(FCSID)), claims: { ...CLAIMS, sid: 'uid' }, idTokenForceClaims: true },
     ],
     // nginx in front of the application, asking Portcullis (forward_single), as docs/ show.
     extraServers: nginxConfig({
@@ -118,10 +125,20 @@ before(async () => {
       // LemonLDAP's sid is the user id, which anybody can guess: only the browser holding the
       // session's cookie may end it by front-channel (docs/security.md).
       provider('fc', FC, 'portcullisfc', APP_SECRET, { frontchannel_logout: 'cookie' }),
+      provider('fcsid', FCSID, 'portcullisfcsid', APP_SECRET),
       { ...provider('fwd', FWD, 'portcullisfwd', APP_SECRET, { mode: 'forward_single', external_host: fwdUrl() }), internal_host: undefined },
     ],
   };
-  outpost = await Outpost.create(parseConfig(stringify(config), { source: 'llng test config', baseDir: dir }), { logger: quietLogger() });
+  const logger = pino(
+    { level: 'warn' },
+    new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n')) if (line) warnings.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    }),
+  );
+  outpost = await Outpost.create(parseConfig(stringify(config), { source: 'llng test config', baseDir: dir }), { logger });
   await outpost.listen();
 });
 
@@ -278,5 +295,13 @@ describe('LemonLDAP::NG, front-channel logout', () => {
     assert.match(String(framed.headers['content-security-policy']), new RegExp(`frame-ancestors[^;]*${llng.issuer.replace(/[.]/g, '\\.')}`));
     const after = await httpGet(url(FC, '/still-in'), { jar });
     assert.equal(after.status, 302, 'the Portcullis session ended');
+  });
+
+  test("a login whose sid is the user's id warns while frontchannel_logout is sid, once per provider; not with cookie", async () => {
+    const guessable = (provider: string) => warnings.filter((l) => l.provider === provider && /sid is the user's own id or name/.test(String(l.msg)));
+    for (const user of [DWHO, RTYLER]) seen((await loginThrough(url(FCSID, '/'), user, { jar: new CookieJar() })).final);
+    assert.equal(guessable('fcsid').length, 1, 'one warning for the provider, not one per login');
+    assert.match(String(guessable('fcsid')[0]!.msg), /frontchannel_logout: cookie/);
+    assert.equal(guessable('fc').length, 0, 'frontchannel_logout: cookie — nothing to warn about');
   });
 });
