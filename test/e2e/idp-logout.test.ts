@@ -6,13 +6,11 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { parse, stringify } from 'yaml';
 import { generateKeyPair, SignJWT, type JWTPayload } from 'jose';
-import { startStack, quietLogger, freePort, type Stack } from '../support/stack.js';
+import { startStack, startReplica, type Stack } from '../support/stack.js';
 import { startRedis, type RunningRedis } from '../support/redis.js';
 import { CookieJar, httpGet, loginThrough, submitThrough, parseForms, decodeEntities, type HttpResult } from '../support/browserless.js';
-import { parseConfig } from '../../src/config/index.js';
-import { Outpost } from '../../src/server/outpost.js';
+import type { Outpost } from '../../src/server/outpost.js';
 
 const APP = 'app.localtest';
 const FRONT = 'front.localtest';
@@ -37,11 +35,7 @@ before(async () => {
     ],
     outpost: { session_store: { type: 'redis', url: redis.url, key_prefix: 'idp-logout:' } },
   });
-  portB = await freePort();
-  const config = parse(stack.configYaml) as { outpost: { listeners: { http: string } } };
-  config.outpost.listeners.http = `127.0.0.1:${portB}`;
-  replicaB = await Outpost.create(parseConfig(stringify(config), { source: 'replica B' }), { logger: quietLogger() });
-  await replicaB.listen();
+  ({ outpost: replicaB, port: portB } = await startReplica(stack));
 });
 
 after(async () => {

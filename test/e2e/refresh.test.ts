@@ -5,13 +5,11 @@
 // the session cleanly and the next request logs in again.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { parse, stringify } from 'yaml';
 import { decodeJwt } from 'jose';
-import { startStack, quietLogger, freePort, type Stack } from '../support/stack.js';
+import { startStack, startReplica, type Stack } from '../support/stack.js';
 import { startRedis, type RunningRedis } from '../support/redis.js';
 import { CookieJar, httpGet, loginThrough, submitThrough, type HttpResult } from '../support/browserless.js';
-import { parseConfig } from '../../src/config/index.js';
-import { Outpost } from '../../src/server/outpost.js';
+import type { Outpost } from '../../src/server/outpost.js';
 import { DEMO_USERS } from '../../src/demo/identity-provider.js';
 
 const APP = 'app.localtest';
@@ -39,11 +37,7 @@ before(async () => {
     idp: { idTokenTtlSeconds: TOKEN_TTL, accessTokenTtlSeconds: TOKEN_TTL },
     outpost: { session_store: { type: 'redis', url: redis.url, key_prefix: 'refresh:' } },
   });
-  portB = await freePort();
-  const config = parse(stack.configYaml) as { outpost: { listeners: { http: string } } };
-  config.outpost.listeners.http = `127.0.0.1:${portB}`;
-  replicaB = await Outpost.create(parseConfig(stringify(config), { source: 'replica B' }), { logger: quietLogger() });
-  await replicaB.listen();
+  ({ outpost: replicaB, port: portB } = await startReplica(stack));
 });
 
 after(async () => {

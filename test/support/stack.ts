@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/index.js';
 import { Outpost, type OutpostOptions } from '../../src/server/outpost.js';
@@ -176,4 +176,17 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
     },
   };
   }
+}
+
+/**
+ * Another replica of a stack: the same configuration (providers, secrets, a shared session store)
+ * on another listener, in this process. Close it before the stack.
+ */
+export async function startReplica(stack: Stack): Promise<{ outpost: Outpost; port: number }> {
+  const port = await freePort();
+  const config = parse(stack.configYaml) as { outpost: { listeners: { http: string } } };
+  config.outpost.listeners.http = `127.0.0.1:${port}`;
+  const outpost = await Outpost.create(parseConfig(stringify(config), { source: 'replica' }), { logger: quietLogger() });
+  await outpost.listen();
+  return { outpost, port };
 }
