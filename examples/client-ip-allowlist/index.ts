@@ -1,17 +1,11 @@
 // A third-party stage: refuses requests whose client address is outside a list of CIDRs.
 //
-// Published as an npm package, this module would import from 'portcullis' instead of the
-// relative paths below; everything it uses (defineStage, CONTINUE, page, the injection tokens)
-// is part of the stage contract. Its default export is the StageDefinition the registry loads
-// when the config's `pipeline:` names this module.
-import 'reflect-metadata';
+// It imports only from 'portcullis', the package's public entry point, as a stage published to
+// npm does; its default export is the StageDefinition the registry loads when the config's
+// `pipeline:` names this package. A plain factory builds it: no decorators, no reflect-metadata.
 import { Type, type Static } from '@sinclair/typebox';
-import { inject, injectable } from 'tsyringe';
 import proxyaddr from 'proxy-addr';
-import { CONTINUE, defineStage, type RequestContext, type Stage, type StageOutcome } from '../../src/pipeline/contract.js';
-import { LOGGER, STAGE_OPTIONS } from '../../src/pipeline/tokens.js';
-import type { Logger } from '../../src/pipeline/logger.js';
-import { page } from '../../src/http/pages.js';
+import { CONTINUE, defineStage, page, type Logger, type RequestContext, type Stage, type StageOutcome } from 'portcullis';
 
 export const STAGE_NAME = 'client-ip-allowlist';
 
@@ -30,33 +24,38 @@ export type ClientIpAllowlistOptions = Static<typeof OptionsSchema>;
 
 const DEFAULT_MESSAGE = 'Your network address is not allowed to reach this application.';
 
-@injectable()
+interface Compiled {
+  readonly allowed: (addr: string, i: number) => boolean;
+  readonly message: string;
+}
+
+function compile(options: ClientIpAllowlistOptions): Compiled {
+  try {
+    // Compiled once, at start: matching a request is a few integer comparisons.
+    return { allowed: proxyaddr.compile(options.allow), message: options.message ?? DEFAULT_MESSAGE };
+  } catch (err) {
+    throw new Error(`${STAGE_NAME}: invalid address or CIDR in "allow": ${(err as Error).message}`);
+  }
+}
+
 export class ClientIpAllowlistStage implements Stage {
   readonly name = STAGE_NAME;
-  private readonly allowed: (addr: string, i: number) => boolean;
-  private readonly message: string;
-  private readonly log: Logger;
 
-  constructor(@inject(STAGE_OPTIONS) options: ClientIpAllowlistOptions, @inject(LOGGER) log: Logger) {
-    this.log = log.child({ stage: STAGE_NAME });
-    try {
-      // Compiled once: matching a request is a few integer comparisons.
-      this.allowed = proxyaddr.compile(options.allow);
-    } catch (err) {
-      throw new Error(`${STAGE_NAME}: invalid address or CIDR in "allow": ${(err as Error).message}`);
-    }
-    this.message = options.message ?? DEFAULT_MESSAGE;
-    this.log.info({ allow: options.allow }, 'client address allowlist active');
-  }
+  /** `perProvider[i]`: the compiled options of provider i (its `providers:` override, or the entry's options). */
+  constructor(
+    private readonly perProvider: readonly Compiled[],
+    private readonly log: Logger,
+  ) {}
 
   run(ctx: RequestContext): StageOutcome {
+    const own = this.perProvider[ctx.provider.index]!;
     // clientIp is the socket peer, or X-Forwarded-For's client when the peer is a trusted proxy.
-    if (ctx.clientIp !== '' && this.allowed(ctx.clientIp, 0)) return CONTINUE;
-    this.log.debug({ clientIp: ctx.clientIp, requestId: ctx.requestId }, 'client address refused');
+    if (ctx.clientIp !== '' && own.allowed(ctx.clientIp, 0)) return CONTINUE;
+    this.log.debug({ provider: ctx.provider.name, reqId: ctx.requestId }, 'client address refused');
     return page({
       status: 403,
       title: 'Access denied',
-      message: this.message,
+      message: own.message,
       requestId: ctx.requestId,
       wantsJson: ctx.wantsJson,
       code: 'client_ip.denied',
@@ -67,5 +66,18 @@ export class ClientIpAllowlistStage implements Stage {
 export default defineStage<ClientIpAllowlistOptions>({
   name: STAGE_NAME,
   optionsSchema: OptionsSchema,
-  create: (container) => container.resolve(ClientIpAllowlistStage),
+  // Decides on the request alone (ctx.clientIp, always set): it reads and writes no stage's field.
+  reads: [],
+  writes: [],
+  create(deps, options) {
+    // One compiled set per distinct options object: providers without an override share the entry's.
+    const cache = new Map<ClientIpAllowlistOptions, Compiled>();
+    const perProvider = deps.providerOptions.map((o) => {
+      let c = cache.get(o);
+      if (c === undefined) cache.set(o, (c = compile(o)));
+      return c;
+    });
+    deps.logger.info({ allow: options.allow, overrides: deps.providers.filter((p) => deps.providerOptions[p.index] !== options).map((p) => p.name) }, 'client address allowlist active');
+    return new ClientIpAllowlistStage(perProvider, deps.logger);
+  },
 });

@@ -4,16 +4,14 @@ import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { Ajv, type ErrorObject } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import type { ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isSeq, type Node, type YAMLError } from 'yaml';
 import RE2 from 're2';
+import { ajv } from './ajv.js';
 import { ConfigSchema, type PortcullisConfig, type ProviderConfig } from './schema.js';
 import { parseDuration } from './duration.js';
 import { normalizeHost } from '../http/normalize.js';
 import { refusedHeaderName } from '../http/header-names.js';
-
-const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 export interface ConfigIssue {
   /** Machine-readable code, e.g. `config.invalid_regex`. */
@@ -41,8 +39,6 @@ export function formatIssue(issue: ConfigIssue): string {
   return `${where}${what}${issue.message} [${issue.code}]`;
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false });
-addFormats(ajv);
 const validateSchema = ajv.compile(ConfigSchema);
 
 /** Extra checks on validated config, contributed by stages that compile things at load (regexes, CEL). */
@@ -50,6 +46,14 @@ export type ConfigCheck = (config: PortcullisConfig, report: (field: (string | n
 const extraChecks: ConfigCheck[] = [];
 export function registerConfigCheck(check: ConfigCheck): void {
   extraChecks.push(check);
+}
+
+/** Where each parsed config's fields are in its file: errors found later (stage options) name the line too. */
+const locators = new WeakMap<PortcullisConfig, (path: (string | number)[]) => { line?: number; column?: number }>();
+
+/** The line and column of a field of a config read by parseConfig (empty when unknown). */
+export function locateConfigField(config: PortcullisConfig, path: (string | number)[]): { line?: number; column?: number } {
+  return locators.get(config)?.(path) ?? {};
 }
 
 export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): PortcullisConfig {
@@ -134,6 +138,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): PortcullisCo
   full.outpost.listeners.http = full.outpost.listeners.http === undefined ? '0.0.0.0:9000' : full.outpost.listeners.http;
   full.outpost.listeners.https = full.outpost.listeners.https === undefined ? '0.0.0.0:9443' : full.outpost.listeners.https;
 
+  locators.set(full, locate);
   semanticChecks(full, report);
   if (opts.resources !== false) resourceChecks(full, report);
   for (const check of extraChecks) check(full, report);
@@ -450,7 +455,7 @@ function interpolate(
   return value;
 }
 
-function pointerToPath(pointer: string): (string | number)[] {
+export function pointerToPath(pointer: string): (string | number)[] {
   if (!pointer) return [];
   return pointer
     .slice(1)
@@ -459,7 +464,7 @@ function pointerToPath(pointer: string): (string | number)[] {
     .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
 }
 
-function fieldName(path: (string | number)[]): string {
+export function fieldName(path: (string | number)[]): string {
   let out = '';
   for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${p}` : p;
   return out;

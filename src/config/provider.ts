@@ -9,10 +9,16 @@ import type { RedirectPolicy } from '../http/redirects.js';
 import { createCookieCodecs, deriveKey, type CookieCodec } from '../sessions/cookie-codec.js';
 import { OidcClient, type OidcSettings } from '../oidc/client.js';
 import type { Logger } from '../pipeline/logger.js';
+import type { ProviderView } from '../pipeline/contract.js';
 
 export const OUTPOST_PREFIX = '/outpost.goauthentik.io';
 
 export interface ProviderRuntime {
+  /**
+   * What stages see as `ctx.provider`: a frozen, secret-free copy of the identity fields. Built-in
+   * stages find this runtime again by `view.index` (or `runtimeOf(view)`), a route third parties lack.
+   */
+  readonly view: ProviderView;
   readonly index: number;
   readonly name: string;
   readonly slug: string;
@@ -53,6 +59,31 @@ export interface ProviderRuntime {
   readonly oidc: OidcClient;
   /** additional_header_names, lower case: the additionalHeaders this provider is declared to produce. */
   readonly additionalHeaderNames: ReadonlySet<string>;
+}
+
+/** View → runtime, for built-in code holding only a request's `ctx.provider` (never exported publicly). */
+const runtimes = new WeakMap<ProviderView, ProviderRuntime>();
+
+/** The full runtime behind a provider view (built-in stages only). */
+export function runtimeOf(view: ProviderView): ProviderRuntime {
+  const p = runtimes.get(view);
+  if (p === undefined) throw new Error(`provider view "${view.name}" was not issued by this outpost`);
+  return p;
+}
+
+/** The secret-free view of a runtime: a plain frozen object holding copies of strings only. */
+function viewOf(p: Omit<ProviderRuntime, 'view'>): ProviderView {
+  return Object.freeze({
+    index: p.index,
+    name: p.name,
+    slug: p.slug,
+    appName: p.appName,
+    mode: p.mode,
+    externalBase: p.externalBase,
+    externalScheme: p.externalScheme,
+    externalHost: p.externalHost,
+    cookieDomain: p.domain,
+  });
 }
 
 export class ProviderRegistry {
@@ -103,7 +134,7 @@ export async function buildProviders(config: PortcullisConfig, log: Logger, prev
     { name: `p${i}.flow`, secret: p.cookie_secret, purpose: `flow:${p.client_id}`, expirySeconds: 600 },
   ]);
   const codecs = await createCookieCodecs(specs);
-  const runtimes = config.providers.map((p, index): ProviderRuntime => {
+  const all = config.providers.map((p, index): ProviderRuntime => {
     const ext = new URL(p.external_host);
     const externalScheme = ext.protocol === 'https:' ? 'https' : 'http';
     const externalBase = ext.origin;
@@ -120,7 +151,7 @@ export async function buildProviders(config: PortcullisConfig, log: Logger, prev
       scopes: p.offline_access && !p.scopes_to_request.includes('offline_access') ? [...p.scopes_to_request, 'offline_access'] : p.scopes_to_request,
       allowHttp: issuerAllowsHttp(p.issuer),
     };
-    return {
+    const runtime: Omit<ProviderRuntime, 'view'> = {
       index,
       name: p.name,
       slug: p.assigned_application_slug ?? slugify(p.name),
@@ -149,8 +180,12 @@ export async function buildProviders(config: PortcullisConfig, log: Logger, prev
       additionalHeaderNames: new Set((p.additional_header_names ?? []).map((n) => n.toLowerCase())),
       oidc: reusable.get(oidcSettingsKey(settings)) ?? new OidcClient(settings, log.child({ provider: p.name })),
     };
+    const view = viewOf(runtime);
+    const full: ProviderRuntime = { ...runtime, view };
+    runtimes.set(view, full);
+    return full;
   });
-  return new ProviderRegistry(runtimes);
+  return new ProviderRegistry(all);
 }
 
 function oidcSettingsKey(s: OidcSettings): string {

@@ -238,6 +238,11 @@ export const StageEntrySchema = Type.Object(
   {
     stage: Type.String({ minLength: 1, description: 'A built-in stage name, or a module specifier (npm package or path).' }),
     options: Type.Optional(Type.Unknown()),
+    providers: Type.Optional(
+      Type.Record(Type.String({ minLength: 1 }), Type.Record(Type.String(), Type.Unknown()), {
+        description: "Options per provider, by provider name: merged over `options` (top-level keys replaced) for that provider's requests.",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

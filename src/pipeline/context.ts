@@ -281,7 +281,8 @@ export class ContextFactory {
       clientIp,
       peerIp,
       peerTrusted,
-      provider,
+      // The secret-free view: stages never see the runtime (secrets, codecs, the OpenID client).
+      provider: provider.view,
       entry,
       action,
       target: requestTarget,

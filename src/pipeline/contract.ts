@@ -1,14 +1,16 @@
 // The stage contract: what every stage of the request chain receives and returns.
 //
-// A stage is a small class with one method, `run(ctx)`. It reads and writes only the
-// per-request `RequestContext`; it never reaches into another stage. It can be
-// constructed through the DI container and run without a server (unit tests, benchmarks).
+// A stage is a small object with one method, `run(ctx)`. It reads and writes only the
+// per-request `RequestContext`, and only the fields its definition declares; it never reaches
+// into another stage. It is built by a plain factory, `create(deps, options)`, and can run
+// without a server (unit tests, benchmarks). What a stage gets — the context's provider view,
+// its deps — holds no secret: no client or cookie secret, no key, no cookie codec.
 import type { IncomingHttpHeaders } from 'node:http';
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { DependencyContainer } from 'tsyringe';
 import type { FastifyInstance } from 'fastify';
-import type { ProviderRuntime } from '../config/provider.js';
 import type { SessionRecord } from '../sessions/store.js';
+import type { Logger } from './logger.js';
 
 /** How the decision of this request is delivered. */
 export type Entry =
@@ -63,6 +65,35 @@ export interface UpstreamTarget {
  */
 export type HeaderAuthOutcome = 'accepted' | 'refused' | 'unavailable' | 'limited';
 
+/**
+ * What a stage may know about a provider: its identity, mode and public URLs. A frozen plain
+ * object built at config load; it has no link (property, prototype, closure) to the provider's
+ * secrets, keys, cookie codecs or OpenID client, which only Portcullis's built-in stages reach.
+ */
+export interface ProviderView {
+  /** Position in `providers:` (and in `StageDeps.providers`): index per-provider tables with it. */
+  readonly index: number;
+  readonly name: string;
+  /** assigned_application_slug, or the name slugified. */
+  readonly slug: string;
+  /** assigned_application_name, or the name. */
+  readonly appName: string;
+  readonly mode: 'proxy' | 'forward_single' | 'forward_domain';
+  /** external_host's origin, e.g. `https://app.example.com`. */
+  readonly externalBase: string;
+  readonly externalScheme: 'http' | 'https';
+  /** Normalized host of external_host (lower case, port only when not the default). */
+  readonly externalHost: string;
+  /** forward_domain: the cookie domain without its leading dot; else null. */
+  readonly cookieDomain: string | null;
+}
+
+/** Reads sessions by id (read only; a stage cannot create, change or end one). */
+export interface SessionReader {
+  /** A live session, or undefined; a promise with an asynchronous store (Redis). Rejects when the store cannot be read. */
+  get(id: string): SessionRecord | undefined | Promise<SessionRecord | undefined>;
+}
+
 export interface RequestContext {
   readonly requestId: string;
   readonly method: string;
@@ -74,7 +105,8 @@ export interface RequestContext {
   readonly peerIp: string;
   /** Whether the peer is one of `trusted_proxies`. */
   readonly peerTrusted: boolean;
-  readonly provider: ProviderRuntime;
+  /** The provider whose host this request is for (secret-free: see ProviderView). */
+  readonly provider: ProviderView;
   readonly entry: Entry;
   readonly action: Action;
   readonly target: RequestTarget;
@@ -112,6 +144,14 @@ export interface RequestContext {
   setCookies: string[] | null;
 }
 
+/**
+ * The context fields stages write, and that a stage definition declares in `reads` / `writes`.
+ * The other fields (requestId, method, headers, clientIp, provider, entry, action, target, …)
+ * are read only and set before the first stage runs: every stage may read them.
+ */
+export const CONTEXT_FIELDS = ['session', 'headerAuth', 'sessionUnavailable', 'allowlisted', 'identityHeaders', 'upstreamHeaders', 'upstream', 'setCookies'] as const;
+export type ContextField = (typeof CONTEXT_FIELDS)[number];
+
 /** A stage's answer: go on, or answer the client now. */
 export type StageOutcome = Continue | Respond;
 
@@ -141,19 +181,54 @@ export interface Stage {
 }
 
 /**
+ * What `create` receives besides the options: plain values, no decorators or container needed.
+ * Nothing here (nor in what `container` resolves) reaches a secret.
+ */
+export interface StageDeps<Options = unknown> {
+  /** The outpost's logger, bound to `{ stage: <name> }`. Never log tokens, cookies or query strings. */
+  readonly logger: Logger;
+  /** Every provider, in config order (`providers[ctx.provider.index] === ctx.provider`). */
+  readonly providers: readonly ProviderView[];
+  /**
+   * The effective options per provider, indexed like `providers`: `options` with the entry's
+   * `providers: { <name>: {...} }` overrides merged over it (top-level keys replaced), each set
+   * validated by the options schema. Compile per-provider tables from it in `create`.
+   */
+  readonly providerOptions: readonly Options[];
+  readonly sessions: SessionReader;
+  /** outpost.name. */
+  readonly outpostName: string;
+  /** Portcullis's version string (as in X-authentik-meta-version). */
+  readonly version: string;
+  /**
+   * For authors who prefer DI: a tsyringe child container with `STAGE_OPTIONS`, `LOGGER`,
+   * `PROVIDER_VIEWS`, `SESSION_READER` and `VERSION` registered (by explicit token: tsx and
+   * esbuild emit no decorator metadata). It resolves nothing with secrets.
+   */
+  readonly container: DependencyContainer;
+}
+
+/**
  * How a stage is described to the registry: its name, its options schema (validated at
- * config load with ajv) and a factory. Third-party stages default-export one of these.
+ * config load with the config's own Ajv, formats included), the context fields it reads and
+ * writes, and a factory. Third-party stages default-export one of these.
  */
 export interface StageDefinition<Options = unknown> {
   readonly name: string;
   /** JSON Schema (TypeBox) for this stage's `options` in the config file. */
   readonly optionsSchema?: TSchema;
   /**
-   * Build the stage. `container` is a child container in which `STAGE_OPTIONS` holds the
-   * validated options and the outpost-wide tokens (config, providers, session store, logger)
-   * are registered; resolve what you need by explicit token.
+   * Context fields this stage reads (of CONTEXT_FIELDS). The chain refuses at config load an
+   * order where a field is read before any earlier stage writes it.
    */
-  create(container: DependencyContainer, options: Options): Stage | Promise<Stage>;
+  readonly reads?: readonly ContextField[];
+  /**
+   * Context fields this stage may assign. A third-party stage that assigns another one fails
+   * the request (500) and is logged; built-in stages are held to theirs by tests.
+   */
+  readonly writes?: readonly ContextField[];
+  /** Build the stage, once per config load: compile everything here, not per request. */
+  create(deps: StageDeps<Options>, options: Options): Stage | Promise<Stage>;
   /**
    * Optional Fastify side of the stage, run inside the pipeline scope after its hook is added:
    * e.g. the upstream stage registers the proxy route and its connection pools here.

@@ -4,17 +4,16 @@ import type { InjectionToken } from 'tsyringe';
 import type { PortcullisConfig } from '../config/schema.js';
 import type { ProviderRegistry } from '../config/provider.js';
 import type { SessionStore } from '../sessions/store.js';
-import type { Logger } from './logger.js';
 import type { WebSocketRegistry } from '../server/websockets.js';
 
+// Public tokens (LOGGER, STAGE_OPTIONS, VERSION, PROVIDER_VIEWS, SESSION_READER): see stage-tokens.ts.
+export { LOGGER, STAGE_OPTIONS, VERSION, PROVIDER_VIEWS, SESSION_READER } from './stage-tokens.js';
+
+// Internal tokens: they resolve secrets (client and cookie secrets, codecs, the store's writes),
+// so only built-in stages' containers register them; a third-party stage's container does not.
 export const CONFIG: InjectionToken<PortcullisConfig> = Symbol.for('portcullis.config');
 export const PROVIDERS: InjectionToken<ProviderRegistry> = Symbol.for('portcullis.providers');
 export const SESSION_STORE: InjectionToken<SessionStore> = Symbol.for('portcullis.sessionStore');
-export const LOGGER: InjectionToken<Logger> = Symbol.for('portcullis.logger');
-/** The validated `options` of the stage being built (bound in that stage's child container). */
-export const STAGE_OPTIONS: InjectionToken<unknown> = Symbol.for('portcullis.stageOptions');
-/** Portcullis's version string, as sent in X-authentik-meta-version. */
-export const VERSION: InjectionToken<string> = Symbol.for('portcullis.version');
 
 /**
  * Observes the login flow's outcomes (metrics). Optional: when nothing is registered the auth

@@ -2,7 +2,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,7 +113,9 @@ test('the pipeline is built too: an unknown stage or bad stage options fail the 
 `));
   const run = await check(unknown, { DEMO_CLIENT_SECRET: 'x' });
   assert.equal(run.code, 1);
-  assert.match(run.stderr, /^.+stage\.yaml: pipeline\[1\]\.stage: /);
+  // The error names the entry's line in the file, as schema errors do.
+  const line = readFileSync(unknown, 'utf8').split('\n').findIndex((l) => l.includes('no-such-stage')) + 1;
+  assert.match(run.stderr, new RegExp(`^.+stage\\.yaml: line ${line}:\\d+: pipeline\\[1\\]\\.stage: `));
   assert.match(run.stderr, /pipeline\[1\]\.stage: stage "no-such-stage" is neither a built-in stage \(auth, allowlist, mappings, headers\)/);
   const badOptions = write('options.yaml', provider(`pipeline:
   - stage: auth

@@ -1,10 +1,14 @@
-import { defineStage, NO_OPTIONS } from '../../pipeline/contract.js';
+import { NO_OPTIONS } from '../../pipeline/contract.js';
+import { builtInDeps, defineBuiltInStage } from '../../pipeline/built-in.js';
 import { AllowlistStage } from './stage.js';
 
 /** `allowlist`: unauthenticated paths (skip_path_regex) and the login challenge. No options. */
-export const allowlistStage = defineStage<Record<string, never>>({
+export const allowlistStage = defineBuiltInStage<Record<string, never>>({
   name: 'allowlist',
   optionsSchema: NO_OPTIONS,
-  create: (container) => container.resolve(AllowlistStage),
+  reads: ['session', 'headerAuth', 'sessionUnavailable'],
+  // setCookies: the Traefik/Caddy/Envoy challenge begins the login (its flow cookie).
+  writes: ['allowlisted', 'setCookies'],
+  create: (deps) => new AllowlistStage(builtInDeps(deps).providers.all, deps.logger),
 });
 export { AllowlistStage };

@@ -3,14 +3,12 @@
 // login start for browsers, 401 for API clients and nginx; a refused bearer token gets 401
 // `invalid_token` and an unreachable IdP 503, in every entry. Patterns see the normalized path
 // (proxy, forward_single) or `scheme://host/path` (forward_domain); never the query string.
-import { inject, injectable } from 'tsyringe';
 import RE2 from 're2';
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome, type Respond } from '../../pipeline/contract.js';
-import { LOGGER, PROVIDERS } from '../../pipeline/tokens.js';
 import type { Logger } from '../../pipeline/logger.js';
 import { validateRedirect } from '../../http/redirects.js';
 import { authorizationRedirect } from '../auth/login.js';
-import { OUTPOST_PREFIX, type ProviderRegistry, type ProviderRuntime } from '../../config/provider.js';
+import { OUTPOST_PREFIX, runtimeOf, type ProviderRuntime } from '../../config/provider.js';
 import { skipPatternLines } from '../../config/load.js';
 import { page, sessionStoreUnavailable } from '../../http/pages.js';
 
@@ -51,16 +49,17 @@ export function isAllowlisted(list: CompiledAllowlist, ctx: RequestContext): boo
   return false;
 }
 
-@injectable()
 export class AllowlistStage implements Stage {
   readonly name = 'allowlist';
   private readonly lists: CompiledAllowlist[];
+  private readonly providers: readonly ProviderRuntime[];
 
   constructor(
-    @inject(PROVIDERS) providers: ProviderRegistry,
-    @inject(LOGGER) private readonly log: Logger,
+    providers: readonly ProviderRuntime[],
+    private readonly log: Logger,
   ) {
-    this.lists = providers.all.map(compileAllowlist);
+    this.providers = providers;
+    this.lists = providers.map(compileAllowlist);
   }
 
   run(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
@@ -75,7 +74,8 @@ export class AllowlistStage implements Stage {
     // included): the login begins here, at the IdP, as authentik's outpost does.
     const t = ctx.target;
     const original = `${t.scheme}://${t.host}${t.path}${t.query ? '?' + t.query : ''}`;
-    const redirect = validateRedirect(original, ctx.provider.redirectPolicy) ?? ctx.provider.externalBase + '/';
+    const p = this.providers[ctx.provider.index]!;
+    const redirect = validateRedirect(original, p.redirectPolicy) ?? p.externalBase + '/';
     return authorizationRedirect(ctx, redirect, this.log);
   }
 }
@@ -89,7 +89,7 @@ export const LOGIN_AT_IDP: Respond = Object.freeze({ kind: 'respond', status: 30
  * Caddy and Envoy LOGIN_AT_IDP — the stage answers with the IdP's authorization URL.
  */
 export function challenge(ctx: RequestContext): Respond {
-  const p = ctx.provider;
+  const p = runtimeOf(ctx.provider);
   const t = ctx.target;
   // The request named a session the store could not be asked about: a login redirect would only
   // come back here (the session may well be alive).

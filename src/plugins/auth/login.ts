@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import * as client from 'openid-client';
 import type { RequestContext, Respond } from '../../pipeline/contract.js';
-import type { ProviderRuntime } from '../../config/provider.js';
+import { runtimeOf, type ProviderRuntime } from '../../config/provider.js';
 import type { Logger } from '../../pipeline/logger.js';
 import { NO_AUTH_EVENTS, type AuthEvents } from '../../pipeline/tokens.js';
 import { userKeyOf, userTag, type Claims, type SessionRecord, type SessionStore, type SessionProxySettings } from '../../sessions/store.js';
@@ -74,7 +74,7 @@ export class LoginFlow {
   }
 
   async start(ctx: RequestContext): Promise<Respond> {
-    const p = ctx.provider;
+    const p = runtimeOf(ctx.provider);
     const rd = redirectParam(ctx.target.query);
     const redirect = validateRedirect(rd, p.redirectPolicy) ?? p.externalBase + '/';
     return this.beginLogin(ctx, redirect);
@@ -98,7 +98,7 @@ export class LoginFlow {
   }
 
   private async completeLogin(ctx: RequestContext): Promise<Respond> {
-    const p = ctx.provider;
+    const p = runtimeOf(ctx.provider);
     const params = new URLSearchParams(ctx.target.query);
     const now = Math.floor(Date.now() / 1000);
     const state = verifyState(params.get('state'), p.stateKey, p.name, now);
@@ -197,7 +197,7 @@ export class LoginFlow {
    * and at refresh): every request of the outpost strips client copies of them from now on.
    */
   async recordHeaderNames(ctx: RequestContext, proxy: SessionProxySettings): Promise<void> {
-    const p = ctx.provider;
+    const p = runtimeOf(ctx.provider);
     const headerNames = proxy.additionalHeaders!.map(([n]) => n);
     if (headerNames.length === 0) return;
     const undeclared = headerNames.filter((n) => !p.additionalHeaderNames.has(n));
@@ -216,7 +216,7 @@ export class LoginFlow {
    * what its ak_proxy claims decide. At login, and again at each refresh.
    */
   sessionClaims(ctx: RequestContext, raw: Record<string, unknown>): { claims: Record<string, unknown>; proxy: SessionProxySettings } | MappingEvaluationError {
-    const p = ctx.provider;
+    const p = runtimeOf(ctx.provider);
     let claims: Record<string, unknown>;
     try {
       claims = this.mappings.get(p)!.evaluate({
@@ -245,7 +245,7 @@ export class LoginFlow {
   }
 
   async signOut(ctx: RequestContext): Promise<Respond> {
-    const p = ctx.provider;
+    const p = runtimeOf(ctx.provider);
     const session = ctx.session;
     const back = this.appAfterSignOut(ctx);
     if (!session) {
@@ -282,7 +282,7 @@ export class LoginFlow {
 
   /** `/outpost.goauthentik.io/signed_out`: where the IdP sends the browser after sign-out. */
   signedOut(ctx: RequestContext): Respond {
-    const p = ctx.provider;
+    const p = runtimeOf(ctx.provider);
     const state = verifyState(new URLSearchParams(ctx.target.query).get('state'), p.stateKey, p.name);
     const back = state !== null && state.i === SIGNED_OUT_FLOW ? validateRedirect(state.r, p.redirectPolicy) : null;
     return signedOutPage(ctx, back ?? p.externalBase + '/');
@@ -294,7 +294,7 @@ export class LoginFlow {
    * redirect policy accepts it, else external_host.
    */
   private appAfterSignOut(ctx: RequestContext): string {
-    const p = ctx.provider;
+    const p = runtimeOf(ctx.provider);
     return (
       validateRedirect(redirectParam(ctx.target.query), p.redirectPolicy) ??
       validateRedirect(`${ctx.target.scheme}://${ctx.target.host}/`, p.redirectPolicy) ??
@@ -318,7 +318,7 @@ export class LoginFlow {
  * `redirect` must already be validated.
  */
 export async function authorizationRedirect(ctx: RequestContext, redirect: string, log: Logger): Promise<Respond> {
-  const p = ctx.provider;
+  const p = runtimeOf(ctx.provider);
   const now = Math.floor(Date.now() / 1000);
   const flow: Flow = { i: randomBytes(16).toString('base64url'), v: client.randomPKCECodeVerifier(), n: client.randomNonce(), e: now + FLOW_TTL_SECONDS };
   const state = signState({ i: flow.i, r: redirect, e: flow.e, p: p.name }, p.stateKey);
@@ -336,9 +336,10 @@ export async function authorizationRedirect(ctx: RequestContext, redirect: strin
 }
 
 function readFlows(ctx: RequestContext, now: number): Flow[] {
-  const raw = readCookie(ctx.headers.cookie, ctx.provider.flowCookieName);
+  const p = runtimeOf(ctx.provider);
+  const raw = readCookie(ctx.headers.cookie, p.flowCookieName);
   if (raw === undefined) return [];
-  const data = ctx.provider.flowCodec.decode(safeDecode(raw));
+  const data = p.flowCodec.decode(safeDecode(raw));
   const list = data && Array.isArray(data.f) ? (data.f as Flow[]) : [];
   return list.filter((f) => f && typeof f.i === 'string' && typeof f.v === 'string' && typeof f.n === 'string' && typeof f.e === 'number' && f.e > now);
 }

@@ -10,7 +10,7 @@
 // are valid, or waits for the holder's result. A refusal by the provider (revoked grant, user
 // locked out, IdP session ended) or a failed refresh ends the session: the next request logs in.
 import type { RequestContext } from '../../pipeline/contract.js';
-import type { ProviderRuntime } from '../../config/provider.js';
+import { runtimeOf, type ProviderRuntime } from '../../config/provider.js';
 import type { Logger } from '../../pipeline/logger.js';
 import { userTag, type SessionRecord, type SessionStore } from '../../sessions/store.js';
 import { OidcError } from '../../oidc/client.js';
@@ -80,7 +80,7 @@ export class SessionRefresher {
   }
 
   private async refreshNow(ctx: RequestContext, r: SessionRecord): Promise<SessionRecord | undefined> {
-    const p = ctx.provider;
+    const p = runtimeOf(ctx.provider);
     const user = userTag(r.userKey);
     let result;
     try {

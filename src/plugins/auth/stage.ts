@@ -3,9 +3,8 @@
 // or decides the request is anonymous. It rejects nothing by itself; a bad, tampered, foreign or
 // expired cookie is exactly "no cookie" (and is cleared), and a refused token is only noted in
 // `ctx.headerAuth` for the allowlist stage to answer. It also runs the login endpoints.
-import { inject, injectable } from 'tsyringe';
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
-import { PROVIDERS, SESSION_STORE, LOGGER, AUTH_EVENTS, WEBSOCKETS, type AuthEvents } from '../../pipeline/tokens.js';
+import type { AuthEvents } from '../../pipeline/tokens.js';
 import type { WebSocketRegistry } from '../../server/websockets.js';
 import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
 import type { SessionRecord, SessionStore } from '../../sessions/store.js';
@@ -21,7 +20,6 @@ import { SessionRefresher, needsRefresh } from './refresh.js';
 /** Decoded cookie → session id, so that a returning cookie skips the decryption. Bounded. */
 const ID_CACHE_LIMIT = 50_000;
 
-@injectable()
 export class AuthStage implements Stage {
   readonly name = 'auth';
   readonly login: LoginFlow;
@@ -31,14 +29,18 @@ export class AuthStage implements Stage {
   private readonly log: Logger;
   private readonly refresher: SessionRefresher;
 
+  private readonly providers: readonly ProviderRuntime[];
+
+  /** `log` is already bound to `{ stage: 'auth' }` (StageDeps.logger). */
   constructor(
-    @inject(PROVIDERS) providers: ProviderRegistry,
-    @inject(SESSION_STORE) private readonly store: SessionStore,
-    @inject(LOGGER) log: Logger,
-    @inject(AUTH_EVENTS, { isOptional: true }) events?: AuthEvents,
-    @inject(WEBSOCKETS, { isOptional: true }) private readonly websockets?: WebSocketRegistry,
+    providers: ProviderRegistry,
+    private readonly store: SessionStore,
+    log: Logger,
+    events?: AuthEvents,
+    private readonly websockets?: WebSocketRegistry,
   ) {
-    const own = log.child({ stage: 'auth' });
+    const own = log;
+    this.providers = providers.all;
     this.log = own;
     this.login = new LoginFlow(providers.all, store, own, events);
     this.headerAuth = new HeaderAuthenticator(own, { events });
@@ -55,7 +57,7 @@ export class AuthStage implements Stage {
     if (session !== undefined) ctx.session = session;
     switch (ctx.action) {
       case 'request':
-        if (session === undefined && !ctx.sessionUnavailable && ctx.provider.config.intercept_header_auth) return this.fromHeader(ctx);
+        if (session === undefined && !ctx.sessionUnavailable && this.providers[ctx.provider.index]!.config.intercept_header_auth) return this.fromHeader(ctx);
         return CONTINUE;
       case 'start':
         return this.login.start(ctx);
@@ -65,7 +67,7 @@ export class AuthStage implements Stage {
         return this.login.signedOut(ctx);
       case 'userinfo':
         // A bearer token is as good as a cookie here (an API client of the same application).
-        if (session === undefined && ctx.provider.config.intercept_header_auth) {
+        if (session === undefined && this.providers[ctx.provider.index]!.config.intercept_header_auth) {
           const viaHeader = this.fromHeader(ctx);
           return isPromise(viaHeader) ? viaHeader.then(() => userinfo(ctx)) : userinfo(ctx);
         }
@@ -92,14 +94,14 @@ export class AuthStage implements Stage {
   private fromHeader(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
     const token = tokenOf(ctx.headers.authorization);
     if (token === null) return CONTINUE;
-    const result = this.headerAuth.authenticate(ctx.provider, token);
+    const result = this.headerAuth.authenticate(this.providers[ctx.provider.index]!, token);
     if (isPromise(result)) return result.then((r) => applyHeaderAuth(ctx, r));
     return applyHeaderAuth(ctx, result);
   }
 
   /** The live session of this request's provider, or undefined (clearing a cookie that names none). */
   lookup(ctx: RequestContext): SessionRecord | undefined | Promise<SessionRecord | undefined> {
-    const p = ctx.provider;
+    const p = this.providers[ctx.provider.index]!;
     const raw = readCookie(ctx.headers.cookie, p.cookieName);
     if (raw === undefined || raw === '') return undefined;
     const id = this.sessionIdOf(p, raw);
@@ -135,7 +137,8 @@ export class AuthStage implements Stage {
   }
 
   private reject(ctx: RequestContext): undefined {
-    addCookie(ctx, clearCookie(ctx.provider.cookieName, ctx.provider.cookieSuffix));
+    const p = this.providers[ctx.provider.index]!;
+    addCookie(ctx, clearCookie(p.cookieName, p.cookieSuffix));
     return undefined;
   }
 

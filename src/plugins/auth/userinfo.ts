@@ -4,6 +4,7 @@
 import type { RequestContext, Respond } from '../../pipeline/contract.js';
 import type { SessionRecord } from '../../sessions/store.js';
 import { page } from '../../http/pages.js';
+import { runtimeOf } from '../../config/provider.js';
 
 export interface UserinfoAnswer {
   sub: string;
@@ -32,7 +33,7 @@ export function userinfo(ctx: RequestContext): Respond {
       extraHeaders: { 'www-authenticate': 'Bearer realm="portcullis"' },
     });
   }
-  const body = JSON.stringify(userinfoOf(session, ctx.provider.config.userinfo_include_token === true));
+  const body = JSON.stringify(userinfoOf(session, runtimeOf(ctx.provider).config.userinfo_include_token === true));
   return { kind: 'respond', status: 200, headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }, body };
 }
 

@@ -3,10 +3,7 @@
 // client-sent copy of a header Portcullis emits removed, in any case and with `_` for `-`,
 // on authenticated and allowlisted requests alike. The Authorization header is dropped when basic
 // auth replaces it, and when it carried the bearer token that authenticated the request.
-import { inject, injectable } from 'tsyringe';
 import { CONTINUE, type HeaderMap, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
-import { CONFIG, PROVIDERS, SESSION_STORE, VERSION } from '../../pipeline/tokens.js';
-import type { PortcullisConfig } from '../../config/schema.js';
 import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
 import type { SessionRecord, SessionStore } from '../../sessions/store.js';
 import { withoutCookies } from '../../http/cookies.js';
@@ -126,7 +123,6 @@ interface IdentityHeaders {
   readonly names: Set<string>;
 }
 
-@injectable()
 export class HeadersStage implements Stage {
   readonly name = 'headers';
   private readonly policy: HeaderPolicy;
@@ -140,12 +136,12 @@ export class HeadersStage implements Stage {
   private readonly seenNames: ReadonlySet<string>;
 
   constructor(
-    @inject(CONFIG) config: PortcullisConfig,
-    @inject(PROVIDERS) providers: ProviderRegistry,
-    @inject(VERSION) version: string,
-    @inject(SESSION_STORE) store: SessionStore,
+    outpostName: string,
+    private readonly providers: ProviderRegistry,
+    version: string,
+    store: SessionStore,
   ) {
-    this.policy = { outpostName: config.outpost.name, version: `portcullis/${version}` };
+    this.policy = { outpostName, version: `portcullis/${version}` };
     // Every provider's cookies, not only the current one's: a forward_domain cookie scoped to the
     // whole domain reaches a proxy-mode application on a host of it, and could be replayed.
     this.ownCookies = new Set(providers.all.flatMap((p) => [p.cookieName, p.flowCookieName]));
@@ -155,7 +151,7 @@ export class HeadersStage implements Stage {
   }
 
   run(ctx: RequestContext): StageOutcome {
-    const identity = ctx.session === null ? null : this.identityOf(ctx.session, ctx.provider);
+    const identity = ctx.session === null ? null : this.identityOf(ctx.session, this.providers.all[ctx.provider.index]!);
     ctx.identityHeaders = identity === null ? null : identity.map;
     if (ctx.entry === 'proxy') ctx.upstreamHeaders = this.upstreamHeaders(ctx, identity);
     return CONTINUE;

@@ -2,25 +2,22 @@
 // evaluated once at login (see the auth stage); here only the provider's access rules run,
 // against the session's claims — a request they refuse gets 403 (in forward auth, a 403 to the
 // reverse proxy, which avoids redirect loops).
-import { inject, injectable } from 'tsyringe';
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
-import { PROVIDERS, LOGGER } from '../../pipeline/tokens.js';
-import type { ProviderRegistry } from '../../config/provider.js';
+import type { ProviderRuntime } from '../../config/provider.js';
 import type { Logger } from '../../pipeline/logger.js';
 import { compileAccessRules, type CompiledAccessRules } from '../../mappings/index.js';
 import { page } from '../../http/pages.js';
 import { userTag } from '../../sessions/store.js';
 
-@injectable()
 export class MappingsStage implements Stage {
   readonly name = 'mappings';
   private readonly rules: (CompiledAccessRules | null)[];
 
   constructor(
-    @inject(PROVIDERS) providers: ProviderRegistry,
-    @inject(LOGGER) private readonly log: Logger,
+    providers: readonly ProviderRuntime[],
+    private readonly log: Logger,
   ) {
-    this.rules = providers.all.map((p) => (p.config.access_rules.length > 0 ? compileAccessRules(p.config.access_rules) : null));
+    this.rules = providers.map((p) => (p.config.access_rules.length > 0 ? compileAccessRules(p.config.access_rules) : null));
   }
 
   run(ctx: RequestContext): StageOutcome {
