@@ -15,7 +15,7 @@ import { EmbeddedSessionStore } from '../../src/sessions/embedded-store.js';
 import { StageRegistry } from '../../src/pipeline/registry.js';
 import { runStages } from '../../src/pipeline/chain.js';
 import { builtInDeps } from '../../src/pipeline/built-in.js';
-import { CONTINUE, defineStage, type RequestContext, type StageDefinition, type StageDeps } from '../../src/pipeline/contract.js';
+import { CONTEXT_FIELDS, CONTINUE, defineStage, type RequestContext, type StageDefinition, type StageDeps } from '../../src/pipeline/contract.js';
 import { AUTH_EVENTS, CONFIG, PROVIDERS, PROVIDER_VIEWS, SESSION_READER, SESSION_STORE, STAGE_OPTIONS, VERSION, WEBSOCKETS, LOGGER } from '../../src/pipeline/tokens.js';
 import { quietLogger } from '../support/stack.js';
 import type { Logger } from '../../src/pipeline/logger.js';
@@ -324,6 +324,54 @@ test('the built-in stages declare what they read and write, and the default orde
   // After auth (which must come first), any order of the built-in stages satisfies their reads.
   const reordered = await outpostWith([], ['auth', 'headers', 'mappings', 'allowlist'].map((stage) => ({ stage })));
   assert.deepEqual(reordered.stages.map((b) => b.stage.name), ['auth', 'headers', 'mappings', 'allowlist']);
+});
+
+test('the built-in stages read and assign only the context fields they declare (traced over anonymous, signed-in and stale-cookie requests)', async () => {
+  const outpost = await outpostWith([], ['auth', ...BUILT_INS].map((stage) => ({ stage })));
+  const app = outpost.providers.byName('app')!;
+  const now = Date.now();
+  await outpost.store.put({ id: 'sid-t', provider: 'app', userKey: 'iss\u0000u', createdAt: now, expiresAt: now + 60_000, claims: { sub: 'u', preferred_username: 'u' } as never, idToken: 'x' });
+  const cookieFor = (id: string) => `${app.cookieName}=${encodeURIComponent(app.sessionCodec.encode({ s: id }))}`;
+  const fields = new Set<string>(CONTEXT_FIELDS);
+  const reads = new Map<string, Set<string>>();
+  const writes = new Map<string, Set<string>>();
+  const traced = async (path: string, headers: Record<string, string> = {}) => {
+    const ctx = outpost.contexts.build({ method: 'GET', url: path, headers: { host: 'app.localtest', ...headers }, socket: { remoteAddress: '127.0.0.1', encrypted: true } }, 'req-t');
+    assert.ok(!('kind' in ctx));
+    for (const b of outpost.stages) {
+      const name = b.definition.name;
+      const r = reads.get(name) ?? reads.set(name, new Set()).get(name)!;
+      const w = writes.get(name) ?? writes.set(name, new Set()).get(name)!;
+      const view = new Proxy(ctx, {
+        get(target, key, receiver) {
+          if (typeof key === 'string' && fields.has(key)) r.add(key);
+          return Reflect.get(target, key, receiver);
+        },
+        set(target, key, value, receiver) {
+          w.add(String(key));
+          return Reflect.set(target, key, value, receiver);
+        },
+      });
+      const out = await b.stage.run(view);
+      if (out.kind === 'respond') return out;
+    }
+    return CONTINUE;
+  };
+  assert.equal(await traced('/public/a'), CONTINUE);
+  assert.equal((await traced('/private')) === CONTINUE, false, 'an anonymous protected path is challenged');
+  assert.equal(await traced('/private', { cookie: cookieFor('sid-t') }), CONTINUE);
+  assert.equal(await traced('/public/b', { cookie: cookieFor('no-such-session') }), CONTINUE);
+  for (const b of outpost.stages) {
+    const d = b.definition;
+    const declaredWrites = new Set<string>(d.writes ?? []);
+    const declared = new Set<string>([...(d.reads ?? []), ...declaredWrites]);
+    for (const f of writes.get(d.name)!) assert.ok(declaredWrites.has(f), `${d.name} assigned ctx.${f} without declaring it`);
+    for (const f of reads.get(d.name)!) assert.ok(declared.has(f), `${d.name} read ctx.${f} without declaring it`);
+  }
+  // The trace saw the writes that matter (so it would have seen an undeclared one).
+  assert.deepEqual([...writes.get('auth')!].sort(), ['session', 'setCookies']);
+  assert.deepEqual([...writes.get('allowlist')!], ['allowlisted']);
+  assert.deepEqual([...writes.get('headers')!].sort(), ['identityHeaders', 'upstreamHeaders']);
 });
 
 test('at run time a third-party stage that assigns a field it did not declare fails the request; declared writes pass', async () => {
