@@ -14,7 +14,7 @@ import { isPromise } from './maybe-async.js';
 import type { Logger } from './logger.js';
 import type { PortcullisConfig, StageEntry } from '../config/schema.js';
 import type { ProviderRegistry } from '../config/provider.js';
-import type { SessionStore } from '../sessions/store.js';
+import type { SessionRecord, SessionStore } from '../sessions/store.js';
 import type { WebSocketRegistry } from '../server/websockets.js';
 import { ConfigError, fieldName, locateConfigField, pointerToPath, type ConfigIssue } from '../config/load.js';
 import { ajv } from '../config/ajv.js';
@@ -155,7 +155,18 @@ function internalDeps(container: DependencyContainer, config: PortcullisConfig):
 
 /** Reads by id and nothing else: the store itself (put, delete, deleteUser) stays out of reach. */
 function sessionReader(store: SessionStore): StageDeps['sessions'] {
-  return Object.freeze({ get: (id: string) => store.get(id) });
+  const withoutRefreshToken = (r: SessionRecord | undefined): SessionRecord | undefined => {
+    if (r === undefined || r.refreshToken === undefined) return r;
+    const { refreshToken: _kept, ...rest } = r;
+    return Object.freeze(rest);
+  };
+  return Object.freeze({
+    // Another user's session, by id: without its refresh token (it outlives the session's tokens).
+    get: (id: string) => {
+      const found = store.get(id);
+      return isPromise(found) ? found.then(withoutRefreshToken) : withoutRefreshToken(found);
+    },
+  });
 }
 
 /**

@@ -129,8 +129,12 @@ test('create(deps, options) gets plain deps: logger, provider views, per-provide
   assert.equal(ctx.provider, deps.providers[1]);
   // The session reader reads what the store holds, and is only a reader.
   const now = Date.now();
-  await outpost.store.put({ id: 'sid-1', provider: 'app', userKey: 'iss\u0000u', createdAt: now, expiresAt: now + 60_000, claims: { sub: 'u' } as never, idToken: 'x' });
-  assert.equal((await deps.sessions.get('sid-1'))?.provider, 'app');
+  await outpost.store.put({ id: 'sid-1', provider: 'app', userKey: 'iss\u0000u', createdAt: now, expiresAt: now + 60_000, claims: { sub: 'u' } as never, idToken: 'x', refreshToken: 'refresh-token-no-stage-may-read' });
+  const read = await deps.sessions.get('sid-1');
+  assert.equal(read?.provider, 'app');
+  assert.equal(read?.idToken, 'x');
+  assert.equal(read?.refreshToken, undefined, 'the reader hands out no refresh token');
+  assert.equal((await outpost.store.get('sid-1'))?.refreshToken, 'refresh-token-no-stage-may-read', 'the store keeps it');
   assert.deepEqual(Object.keys(deps.sessions), ['get']);
   // DI stays available: the public tokens resolve in the stage's container.
   assert.equal(deps.container.resolve(STAGE_OPTIONS), options);
