@@ -12,7 +12,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { installCleanup } from './lib/proc.js';
 import { detectGenerator } from './lib/load.js';
-import { writeResults, markdown, type Results } from './lib/report.js';
+import { writeResults, markdown, updateDocs, type Results } from './lib/report.js';
 import { SCENARIOS, runE2E } from './e2e/scenarios.js';
 import { runMemory } from './e2e/memory.js';
 import { runStageBenches } from './stages/stages.js';
@@ -34,6 +34,7 @@ const HELP = `Usage: npm run bench -- [options]
   --cpu-prof               write CPU profiles of the Portcullis processes to benchmarks/results/profiles/
   --log-level <level>      log level of the Portcullis processes, written to /dev/null (default silent)
   --report                 only rewrite the Markdown table and SVG chart from <out>/latest.json
+  --docs                   also write the figures into docs/benchmarks.md and the README (between their markers)
   --out <dir>              results directory (default benchmarks/results)`;
 
 const { values } = parseArgs({
@@ -54,6 +55,7 @@ const { values } = parseArgs({
     'log-level': { type: 'string' },
     out: { type: 'string' },
     report: { type: 'boolean', default: false },
+    docs: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -91,6 +93,7 @@ if (values.report) {
   const paths = writeResults(outDir, saved);
   console.log(markdown(saved));
   console.log(`wrote ${paths.md}, ${paths.json}, ${paths.svg}`);
+  if (values.docs) console.log(`wrote ${updateDocs(fileURLToPath(new URL('..', import.meta.url)), saved).join(', ')}`);
   process.exit(0);
 }
 const t0 = Date.now();
@@ -143,6 +146,7 @@ const results: Results = {
   e2e: previous.e2e,
   memory: previous.memory,
   profiles: previous.profiles,
+  ran: { ...previous.ran },
 };
 
 try {
@@ -150,6 +154,7 @@ try {
   if (only.has('stages')) {
     log('stages (mitata):');
     results.stages = await runStageBenches({ quick: values.quick, filter: list(values.stages), log });
+    results.ran!.stages = results.date;
   }
   if (only.has('e2e')) {
     log(`end to end: scenarios ${scenarios.join(',')}, ${settings.rounds} rounds × ${settings.durationSec}s, ${settings.connections} connections`);
@@ -164,15 +169,18 @@ try {
       portcullisNodeArgs: values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${outDir}/profiles`] : undefined,
       log,
     });
+    results.ran!.e2e = results.date;
     if (values['cpu-prof']) results.profiles = profilesOf(results.e2e, `${outDir}/profiles`, t0, results.date);
   }
   if (only.has('memory')) {
     log(`memory: ${settings.sessions} sessions, ${settings.memoryDurationSec}s sustained load`);
     results.memory = await runMemory({ sessions: settings.sessions, durationSec: settings.memoryDurationSec, connections: settings.connections, concurrency: 8, generator, log });
+    results.ran!.memory = results.date;
   }
   const paths = writeResults(outDir, results);
   console.log('\n' + markdown(results));
   log(`wrote ${paths.md}, ${paths.json}${results.e2e ? `, ${paths.svg}` : ''}`);
+  if (values.docs) log(`wrote ${updateDocs(fileURLToPath(new URL('..', import.meta.url)), results).join(', ')}`);
   process.exit(0);
 } catch (err) {
   console.error(`benchmark failed: ${(err as Error).stack ?? err}`);

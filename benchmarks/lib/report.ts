@@ -1,6 +1,6 @@
 // Results: a Markdown table, a JSON file and an SVG bar chart (one bar per scenario), written
 // without dependencies.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ScenarioResult } from '../e2e/scenarios.js';
 import type { MemoryResult } from '../e2e/memory.js';
@@ -22,19 +22,27 @@ export interface Results {
   stages?: StageRow[];
   e2e?: ScenarioResult[];
   memory?: MemoryResult;
+  /** When each part was last run (a part not run keeps its figures, and its date, from before). */
+  ran?: { stages?: string; e2e?: string; memory?: string };
   /** CPU profiles of the Portcullis processes (--cpu-prof), summarized. */
   profiles?: { date: string; scenarios: number[]; label: string; summary: ProfileSummary }[];
 }
 
+/** ", run <date>" when a part's figures come from an earlier run than the file's date. */
+function ranAt(r: Results, part: 'stages' | 'e2e' | 'memory'): string {
+  const d = r.ran?.[part];
+  return d === undefined ? (r.ran ? ' — from an earlier run' : '') : d === r.date ? '' : ` — from the run of ${d}`;
+}
+
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
 
-export function markdown(r: Results): string {
+export function markdown(r: Results, opts: { only?: 'summary' } = {}): string {
   const out: string[] = [];
   out.push(`Run ${r.date} on ${r.machine.nproc} × ${r.machine.cpu}, Node ${r.machine.node}, ${r.machine.os}; load generator ${r.machine.generator}.`);
   out.push('');
   if (r.e2e) {
     const s = r.settings;
-    out.push(`### End to end (${s.connections} connections, ${s.durationSec} s × ${s.rounds} interleaved rounds, medians)`);
+    out.push(`### End to end (${s.connections} connections, ${s.durationSec} s × ${s.rounds} interleaved rounds, medians)${ranAt(r, 'e2e')}`);
     out.push('');
     out.push('| # | Scenario | req/s | CPU µs/req | × bare proxy | p50 ms | p99 ms | peak RSS MB |');
     out.push('|---|---|---:|---:|---:|---:|---:|---:|');
@@ -50,7 +58,7 @@ export function markdown(r: Results): string {
     out.push('CPU µs/req: the server process tree\'s user + system CPU time over a round (from /proc) divided by the requests it served; it holds whatever the number of cores. The load generator and the upstream are not counted. Go (10, 11) runs with GOMAXPROCS=1, every Node server in one process except 14; Apache (12) is one child of 64 threads and nginx (8) one process. Peak RSS is summed over the process tree (14: primary + workers; 12: parent + child). 15-17 are loaded by h2load (one thread), which reports no percentiles: its mean latency is shown.');
     out.push('');
     const comparisons = comparisonLines(r);
-    if (comparisons.length > 0) {
+    if (comparisons.length > 0 && opts.only !== 'summary') {
       out.push('### Side by side (paired per round)');
       out.push('');
       out.push('| Comparison | req/s ratio | CPU µs/req |');
@@ -60,6 +68,10 @@ export function markdown(r: Results): string {
     }
   }
   const targets = targetLines(r);
+  if (opts.only === 'summary') {
+    if (targets.length > 0) out.push('| Target | Measured | |', '|---|---|---|', ...targets, '');
+    return out.join('\n');
+  }
   if (targets.length > 0) {
     out.push('### Targets (issue 9: speed per core; issue 5)');
     out.push('');
@@ -70,7 +82,7 @@ export function markdown(r: Results): string {
   }
   if (r.memory) {
     const m = r.memory;
-    out.push(`### Memory (${m.sessions} sessions through the OIDC flow, then ${m.durationSec} s of load rotating over all of them)`);
+    out.push(`### Memory (${m.sessions} sessions through the OIDC flow, then ${m.durationSec} s of load rotating over all of them)${ranAt(r, 'memory')}`);
     out.push('');
     out.push('| RSS baseline | after logins | load start | load end | RSS growth during load | peak | live heap after GC: before → after load | per session | req/s | p99 ms |');
     out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -79,7 +91,7 @@ export function markdown(r: Results): string {
     out.push('');
   }
   if (r.stages) {
-    out.push('### Stages (mitata, no server)');
+    out.push(`### Stages (mitata, no server)${ranAt(r, 'stages')}`);
     out.push('');
     out.push('| Stage | Benchmark | time/op | ops/s | target |');
     out.push('|---|---|---:|---:|---|');
@@ -205,4 +217,26 @@ function targetLines(r: Results): string[] {
     }
   }
   return out;
+}
+
+/**
+ * `--docs`: the generated part of docs/benchmarks.md (everything of latest.md) and of the README
+ * (the run line, the end-to-end table, the targets), each between its markers, so that the
+ * figures in the docs are always those of results/latest.json.
+ */
+export function updateDocs(root: string, r: Results): string[] {
+  const files = [
+    { path: join(root, 'docs/benchmarks.md'), marker: 'bench:results', text: markdown(r) },
+    { path: join(root, 'README.md'), marker: 'bench:summary', text: markdown(r, { only: 'summary' }) },
+  ];
+  for (const f of files) {
+    const doc = readFileSync(f.path, 'utf8');
+    const start = `<!-- ${f.marker} (written by npm run bench -- --docs) -->`;
+    const end = `<!-- /${f.marker} -->`;
+    const a = doc.indexOf(start);
+    const b = doc.indexOf(end);
+    if (a < 0 || b < a) throw new Error(`${f.path}: the markers ${start} … ${end} are missing`);
+    writeFileSync(f.path, `${doc.slice(0, a + start.length)}\n${f.text.trim()}\n${doc.slice(b)}`);
+  }
+  return files.map((f) => f.path);
 }
