@@ -155,6 +155,7 @@ try {
     log('stages (mitata):');
     results.stages = await runStageBenches({ quick: values.quick, filter: list(values.stages), log });
     results.ran!.stages = results.date;
+    writeResults(outDir, results); // a later part that fails does not lose this one
   }
   if (only.has('e2e')) {
     log(`end to end: scenarios ${scenarios.join(',')}, ${settings.rounds} rounds × ${settings.durationSec}s, ${settings.connections} connections`);
@@ -171,6 +172,7 @@ try {
     });
     results.ran!.e2e = results.date;
     if (values['cpu-prof']) results.profiles = profilesOf(results.e2e, `${outDir}/profiles`, t0, results.date);
+    writeResults(outDir, results);
   }
   if (only.has('memory')) {
     log(`memory: ${settings.sessions} sessions, ${settings.memoryDurationSec}s sustained load`);

@@ -11,7 +11,8 @@ import { benchConfig, childMain } from '../../lib/proc.js';
 
 const { config, logLevel } = benchConfig<{ config: Record<string, unknown>; logLevel?: string }>();
 const dir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
-const withJournal = { ...config, outpost: { ...(config.outpost as object), session_store: { type: 'embedded', path: join(dir, 'sessions.db') } } };
+// No cap on sessions per user: the memory scenario logs the one test user in 10,000 times.
+const withJournal = { ...config, outpost: { ...(config.outpost as object), session_store: { type: 'embedded', path: join(dir, 'sessions.db'), max_sessions_per_user: 0 } } };
 const parsed = parseConfig(stringify(withJournal), { source: 'bench config', baseDir: dir });
 // Silent by default, like the other servers; `--log-level info` measures production logging (to /dev/null).
 const logger = logLevel && logLevel !== 'silent' ? pino({ level: logLevel }, pino.destination({ dest: '/dev/null', sync: true })) : pino({ level: 'silent' });
