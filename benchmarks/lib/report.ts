@@ -214,10 +214,10 @@ function targetLines(r: Results): string[] {
     const m = r.memory;
     const pct = (m.growthDuringLoadMb / m.rssLoadStartMb) * 100;
     // "Flat" means no growth: RSS that falls during the load (V8 returning memory) is not a leak.
-    out.push(`| ${m.sessions} sessions, ${m.durationSec} s sustained load: RSS flat | ${m.growthDuringLoadMb >= 0 ? '+' : ''}${m.growthDuringLoadMb.toFixed(1)} MB (${pct.toFixed(1)}%) | ${pct <= 5 ? 'met (no growth beyond 5%)' : '**missed**'} |`);
+    out.push(`| ${m.sessions} sessions, ${m.durationSec} s sustained load: RSS flat${ranAt(r, 'memory')} | ${m.growthDuringLoadMb >= 0 ? '+' : ''}${m.growthDuringLoadMb.toFixed(1)} MB (${pct.toFixed(1)}%) | ${pct <= 5 ? 'met (no growth beyond 5%)' : '**missed**'} |`);
     if (m.heapBeforeLoadMb !== undefined && m.heapBeforeLoadMb >= 0) {
       const heapPct = ((m.heapAfterLoadMb - m.heapBeforeLoadMb) / m.heapBeforeLoadMb) * 100;
-      out.push(`| (what is retained) live heap after a full GC, before → after the load | ${m.heapAfterLoadMb - m.heapBeforeLoadMb >= 0 ? '+' : ''}${(m.heapAfterLoadMb - m.heapBeforeLoadMb).toFixed(1)} MB (${heapPct.toFixed(1)}%) | ${heapPct <= 5 ? 'no leak' : '**grows**'} |`);
+      out.push(`| (what is retained) live heap after a full GC, before → after the load${ranAt(r, 'memory')} | ${m.heapAfterLoadMb - m.heapBeforeLoadMb >= 0 ? '+' : ''}${(m.heapAfterLoadMb - m.heapBeforeLoadMb).toFixed(1)} MB (${heapPct.toFixed(1)}%) | ${heapPct <= 5 ? 'no leak' : '**grows**'} |`);
     }
   }
   return out;
