@@ -241,15 +241,15 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
       await bench('session', 'auth stage: no cookie (anonymous)', () => auth.run(anon));
     }
 
-    // --- access rules (mappings stage) ------------------------------------------------------
-    const mappings = stage('mappings');
+    // --- access rules (access_rules stage) --------------------------------------------------
+    const accessRules = stage('access_rules');
     {
       const ctx = ctxFor('app.localtest', '/reports/2024');
       ctx.session = session;
-      await bench('access', 'mappings stage: 3 rules, 2 apply (CEL)', () => mappings.run(ctx));
+      await bench('access', 'access_rules stage: 3 rules, 2 apply (CEL)', () => accessRules.run(ctx));
       const admin = ctxFor('app.localtest', '/admin/users');
       admin.session = session;
-      await bench('access', 'mappings stage: 3 rules, admin path', () => mappings.run(admin));
+      await bench('access', 'access_rules stage: 3 rules, admin path', () => accessRules.run(admin));
       const rules = compileAccessRules([{ name: 'admins', paths: ['^/admin(/|$)'], when: '"admins" in claims.groups' }]);
       await bench('access', 'compileAccessRules(1 rule).check, no path match', () => rules.check('/reports/2024', session.claims));
     }

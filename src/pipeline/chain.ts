@@ -20,7 +20,7 @@ import { ConfigError, fieldName, locateConfigField, pointerToPath, type ConfigIs
 import { ajv } from '../config/ajv.js';
 
 /** The default order: who is it, may they pass anonymously, what do their claims decide, which headers. */
-export const DEFAULT_CHAIN: readonly StageEntry[] = [{ stage: 'auth' }, { stage: 'allowlist' }, { stage: 'mappings' }, { stage: 'headers' }];
+export const DEFAULT_CHAIN: readonly StageEntry[] = [{ stage: 'auth' }, { stage: 'allowlist' }, { stage: 'access_rules' }, { stage: 'headers' }];
 
 /**
  * A stage without which requests could not be served safely: always, or whenever the config sets
@@ -37,7 +37,7 @@ export const REQUIRED_STAGES: readonly RequiredStage[] = [
   { stage: 'headers' },
   // Leaving it out would switch the configured access rules off while the config is accepted.
   {
-    stage: 'mappings',
+    stage: 'access_rules',
     when: (config) => {
       const i = config.providers.findIndex((p) => p.access_rules.length > 0);
       return i === -1 ? null : `providers[${i}].access_rules`;
@@ -77,7 +77,8 @@ export async function buildChain(
     }
     entries = entries.slice(0, firstFormer);
   }
-  const names = entries.map((e) => e.stage);
+  // An old name (`mappings`) stands for the stage's current one.
+  const names = entries.map((e) => registry.renamed(e.stage) ?? e.stage);
   const config = container.resolve(CONFIG);
   const issues: ConfigIssue[] = [];
   for (const r of REQUIRED_STAGES) {
@@ -96,6 +97,10 @@ export async function buildChain(
   const issue = (path: (string | number)[], code: string, message: string): ConfigIssue => ({ code, field: fieldName(path), message, ...locateConfigField(config, path) });
   const definitions: StageDefinition<unknown>[] = [];
   for (const [i, entry] of entries.entries()) {
+    const renamed = registry.renamed(entry.stage);
+    if (renamed !== undefined) {
+      container.resolve<Logger>(LOGGER).warn({ field: `pipeline[${i}].stage`, stage: entry.stage, now: renamed }, `${source}: stage "${entry.stage}" is now called "${renamed}"; rename it in the pipeline`);
+    }
     try {
       definitions.push(await registry.resolve(entry.stage, baseDir));
     } catch (err) {

@@ -6,6 +6,8 @@ import type { StageDefinition } from './contract.js';
 
 export class StageRegistry {
   private readonly definitions = new Map<string, StageDefinition<unknown>>();
+  /** Old names of renamed built-in stages -> their current names. */
+  private readonly aliases = new Map<string, string>();
 
   register(definition: StageDefinition<any>): this {
     if (this.definitions.has(definition.name)) throw new Error(`stage "${definition.name}" is already registered`);
@@ -17,6 +19,18 @@ export class StageRegistry {
     return this.definitions.get(name);
   }
 
+  /** Accepts `oldName` in a `pipeline:` for the stage now called `name` (not listed by names()). */
+  alias(oldName: string, name: string): this {
+    if (this.definitions.has(oldName)) throw new Error(`stage "${oldName}" is registered: it cannot also be an alias`);
+    this.aliases.set(oldName, name);
+    return this;
+  }
+
+  /** The current name when `specifier` is an old name of a renamed stage, else undefined. */
+  renamed(specifier: string): string | undefined {
+    return this.aliases.get(specifier);
+  }
+
   names(): string[] {
     return [...this.definitions.keys()];
   }
@@ -26,7 +40,7 @@ export class StageRegistry {
    * package whose default export is a StageDefinition.
    */
   async resolve(specifier: string, baseDir: string): Promise<StageDefinition<unknown>> {
-    const builtIn = this.definitions.get(specifier);
+    const builtIn = this.definitions.get(this.aliases.get(specifier) ?? specifier);
     if (builtIn) return builtIn;
     const isPath = specifier.startsWith('.') || isAbsolute(specifier);
     const target = isPath ? pathToFileURL(resolve(baseDir, specifier)).href : specifier;

@@ -31,7 +31,7 @@ import { RedisSessionStore } from '../sessions/redis-store.js';
 import { deriveKey } from '../sessions/cookie-codec.js';
 import { page } from '../http/pages.js';
 import { EXTRA_METHODS } from '../http/methods.js';
-import { builtInStages, builtInEntries, builtInExits } from '../plugins/index.js';
+import { builtInStages, builtInStageAliases, builtInEntries, builtInExits } from '../plugins/index.js';
 import { buildExits, type Exit } from '../pipeline/exits.js';
 import { buildTls } from './tls.js';
 import { createHttpsListener, type HttpsListener } from './https-listener.js';
@@ -232,6 +232,7 @@ export class Outpost {
     const websockets = new WebSocketRegistry({ store, log: logger.child({ component: 'websockets' }) });
     const registry = opts.registry ?? new StageRegistry();
     for (const def of builtInStages) if (!registry.get(def.name)) registry.register(def);
+    for (const [oldName, name] of Object.entries(builtInStageAliases)) if (!registry.get(oldName)) registry.alias(oldName, name);
     let generation: Generation;
     try {
       generation = await buildGeneration(config, providers, { store, logger, metrics, websockets, registry });

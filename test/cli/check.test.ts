@@ -116,7 +116,7 @@ test('the pipeline is built too: an unknown stage or bad stage options fail the 
   // The error names the entry's line in the file, as schema errors do.
   const line = readFileSync(unknown, 'utf8').split('\n').findIndex((l) => l.includes('no-such-stage')) + 1;
   assert.match(run.stderr, new RegExp(`^.+stage\\.yaml: line ${line}:\\d+: pipeline\\[1\\]\\.stage: `));
-  assert.match(run.stderr, /pipeline\[1\]\.stage: stage "no-such-stage" is neither a built-in stage \(auth, allowlist, mappings, headers\)/);
+  assert.match(run.stderr, /pipeline\[1\]\.stage: stage "no-such-stage" is neither a built-in stage \(auth, allowlist, access_rules, headers\)/);
   const badOptions = write('options.yaml', provider(`pipeline:
   - stage: auth
   - stage: ${join(root, 'examples/client-ip-allowlist/index.ts')}

@@ -20,7 +20,7 @@ const pipeline = (allow: string[]) => [
   { stage: 'auth' },
   { stage: STAGE_MODULE, options: { allow } },
   { stage: 'allowlist' },
-  { stage: 'mappings' },
+  { stage: 'access_rules' },
   { stage: 'headers' },
   { stage: 'forward' },
   { stage: 'upstream' },

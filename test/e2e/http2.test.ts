@@ -68,7 +68,7 @@ before(async () => {
     https: true,
     httpsPort,
     outpostOptions: { registry },
-    extraConfig: { pipeline: ['auth', 'closer', 'allowlist', 'mappings', 'headers', 'forward', 'upstream'].map((stage) => ({ stage })) },
+    extraConfig: { pipeline: ['auth', 'closer', 'allowlist', 'access_rules', 'headers', 'forward', 'upstream'].map((stage) => ({ stage })) },
     providers: [
       { name: 'app', host: APP, external_host: origin, extra: { skip_path_regex: '^/public/' } },
       {

@@ -133,7 +133,7 @@ function writeConfig(name: string, o: ConfigOpts): string {
         trusted_proxies: o.trustedProxies ?? [],
       },
       providers: [provider('app', 'app.localtest'), provider('office', 'office.localtest')],
-      pipeline: [{ stage: 'auth' }, { stage: 'portcullis-client-ip-allowlist', ...o.entry }, ...['allowlist', 'mappings', 'headers'].map((stage) => ({ stage }))],
+      pipeline: [{ stage: 'auth' }, { stage: 'portcullis-client-ip-allowlist', ...o.entry }, ...['allowlist', 'access_rules', 'headers'].map((stage) => ({ stage }))],
     }),
   );
   return file;

@@ -61,12 +61,12 @@ describe('buildChain refuses, at config load', () => {
     assert.equal(err.issues.length, 1);
     assert.equal(err.issues[0]!.code, 'config.pipeline_incomplete');
     assert.equal(err.issues[0]!.field, 'pipeline');
-    assert.match(err.issues[0]!.message, /"mappings".*providers\[0\]\.access_rules/);
+    assert.match(err.issues[0]!.message, /"access_rules".*providers\[0\]\.access_rules/);
   });
 
   test('a chain without auth, allowlist or headers', async () => {
     for (const missing of ['auth', 'allowlist', 'headers']) {
-      const err = await refused(['auth', 'allowlist', 'mappings', 'headers'].filter((s) => s !== missing));
+      const err = await refused(['auth', 'allowlist', 'access_rules', 'headers'].filter((s) => s !== missing));
       assert.ok(err.issues.some((i) => i.code === 'config.pipeline_incomplete' && i.message.includes(`"${missing}"`)), missing);
     }
   });
@@ -88,7 +88,7 @@ describe('buildChain accepts', () => {
   test('the default chain: the four deciding stages, no exit among them', async () => {
     const o = await build(undefined, true);
     try {
-      assert.deepEqual(o.stages.map((b) => b.stage.name), ['auth', 'allowlist', 'mappings', 'headers']);
+      assert.deepEqual(o.stages.map((b) => b.stage.name), ['auth', 'allowlist', 'access_rules', 'headers']);
       assert.deepEqual([...o.exits.keys()].sort(), ['forward', 'upstream']);
     } finally {
       await o.close();
@@ -104,10 +104,10 @@ describe('buildChain accepts', () => {
     }
   });
 
-  test('an older pipeline that lists forward and upstream last: they are dropped (exits always run)', async () => {
+  test('an older pipeline that lists forward and upstream last: they are dropped (exits always run); its "mappings" is access_rules', async () => {
     const o = await build(['auth', 'allowlist', 'mappings', 'headers', 'forward', 'upstream'], true);
     try {
-      assert.deepEqual(o.stages.map((b) => b.stage.name), ['auth', 'allowlist', 'mappings', 'headers']);
+      assert.deepEqual(o.stages.map((b) => b.stage.name), ['auth', 'allowlist', 'access_rules', 'headers']);
     } finally {
       await o.close();
     }

@@ -91,7 +91,7 @@ describe('a custom pipeline without forward (former stage) on a real outpost', (
   before(async () => {
     stack = await startStack({
       providers: [{ name: 'app', host: 'app.localtest', mode: 'forward_single', extra: { skip_path_regex: '^/public(/|$)' } }],
-      extraConfig: { pipeline: ['auth', 'allowlist', 'mappings', 'headers'].map((stage) => ({ stage })) },
+      extraConfig: { pipeline: ['auth', 'allowlist', 'access_rules', 'headers'].map((stage) => ({ stage })) },
     });
   });
   after(() => stack?.close());

@@ -1,4 +1,4 @@
-// The mappings stage: what the user's claims decide for this request. Scope mappings were
+// The access_rules stage: what the user's claims decide for this request. Scope mappings were
 // evaluated once at login (see the auth stage); here only the provider's access rules run,
 // against the session's claims — a request they refuse gets 403 (in forward auth, a 403 to the
 // reverse proxy, which avoids redirect loops).
@@ -9,8 +9,8 @@ import { compileAccessRules, type CompiledAccessRules } from '../../mappings/ind
 import { page } from '../../http/pages.js';
 import { userTag } from '../../sessions/store.js';
 
-export class MappingsStage implements Stage {
-  readonly name = 'mappings';
+export class AccessRulesStage implements Stage {
+  readonly name = 'access_rules';
   private readonly rules: (CompiledAccessRules | null)[];
 
   constructor(

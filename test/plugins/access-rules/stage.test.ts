@@ -1,23 +1,30 @@
-// The mappings stage (access rules), run directly on contexts from the outpost's context factory.
+// The access_rules stage, run directly on contexts from the outpost's context factory.
 // The app provider has two rules: "admins only" on ^/admin(/|$) and "verified email" on ^/reports(/|$).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CONTINUE, type RequestContext, type Respond, type Stage, type StageOutcome } from '../../../src/pipeline/contract.js';
 import type { Claims } from '../../../src/sessions/store.js';
-import { createHarness, type Harness } from '../support.js';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { parse, stringify } from 'yaml';
+import { parseConfig } from '../../../src/config/index.js';
+import { Outpost } from '../../../src/server/outpost.js';
+import { EmbeddedSessionStore } from '../../../src/sessions/embedded-store.js';
+import type { Logger } from '../../../src/pipeline/logger.js';
+import { configYaml, createHarness, type Harness } from '../support.js';
 
 let h: Harness;
-let mappings: Stage;
+let accessRules: Stage;
 
 before(async () => {
   h = await createHarness({ discover: false });
-  mappings = h.stage('mappings');
+  accessRules = h.stage('access_rules');
 });
 after(() => h.close());
 
 function run(ctx: RequestContext): StageOutcome {
-  const out = mappings.run(ctx);
-  assert.ok(!(out instanceof Promise), 'the mappings stage is synchronous');
+  const out = accessRules.run(ctx);
+  assert.ok(!(out instanceof Promise), 'the access_rules stage is synchronous');
   return out;
 }
 
@@ -109,5 +116,41 @@ describe('access rules', () => {
     const admin = h.nginx('https://fwd.localtest/admin');
     admin.session = h.session('fwd', { claims: { groups: ['admins'] } });
     assert.equal(run(admin), CONTINUE);
+  });
+});
+
+describe('the old name "mappings"', () => {
+  test('a pipeline naming "stage: mappings" builds the access_rules stage, and the start-up log says to rename it', async () => {
+    const lines: { level: number; msg: string; field?: string }[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as { level: number; msg: string });
+        done();
+      },
+    });
+    const log = pino({ level: 'info' }, sink);
+    const doc = parse(configYaml('http://127.0.0.1:1/no-idp')) as Record<string, unknown>;
+    doc['pipeline'] = ['auth', 'allowlist', 'mappings', 'headers'].map((stage) => ({ stage }));
+    const config = parseConfig(stringify(doc), { source: 'old.yaml', resources: false });
+    const memory = new EmbeddedSessionStore({ path: null, keys: new Map(), log: pino({ level: 'silent' }) as unknown as Logger });
+    const outpost = await Outpost.create(config, { logger: log, store: memory });
+    try {
+      assert.deepEqual(outpost.stages.map((b) => b.stage.name), ['auth', 'allowlist', 'access_rules', 'headers']);
+      const warning = lines.find((l) => l.level === 40 && /"mappings" is now called "access_rules"/.test(l.msg));
+      assert.ok(warning, `a warning names the old and the new name: ${JSON.stringify(lines)}`);
+      assert.equal(warning.field, 'pipeline[2].stage');
+      // The stage it built is the real one: it refuses what the rules refuse.
+      const stage = outpost.stages[2]!.stage;
+      const ctx = h.proxy('app', '/admin');
+      ctx.session = h.session('app', { claims: { groups: ['staff'] } });
+      const out = stage.run(ctx);
+      assert.ok(!(out instanceof Promise) && out.kind === 'respond' && out.status === 403);
+    } finally {
+      await outpost.close();
+    }
+  });
+
+  test('the default pipeline names the stage access_rules', () => {
+    assert.deepEqual(h.outpost.stages.map((b) => b.stage.name), ['auth', 'allowlist', 'access_rules', 'headers']);
   });
 });
