@@ -27,7 +27,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const silent = quietLogger() as unknown as Logger;
 
-const BUILT_INS = ['allowlist', 'mappings', 'headers'];
+const BUILT_INS = ['allowlist', 'access_rules', 'headers'];
 
 function yaml(pipeline: unknown[]): string {
   const provider = (name: string, host: string, extra: Record<string, unknown> = {}) => ({
@@ -326,8 +326,8 @@ test('the built-in stages declare what they read and write, and the default orde
   assert.deepEqual(decl.allowlist!.reads, ['session', 'headerAuth', 'sessionUnavailable']);
   assert.deepEqual(decl.headers!.writes, ['identityHeaders', 'upstreamHeaders']);
   // After auth (which must come first), any order of the built-in stages satisfies their reads.
-  const reordered = await outpostWith([], ['auth', 'headers', 'mappings', 'allowlist'].map((stage) => ({ stage })));
-  assert.deepEqual(reordered.stages.map((b) => b.stage.name), ['auth', 'headers', 'mappings', 'allowlist']);
+  const reordered = await outpostWith([], ['auth', 'headers', 'access_rules', 'allowlist'].map((stage) => ({ stage })));
+  assert.deepEqual(reordered.stages.map((b) => b.stage.name), ['auth', 'headers', 'access_rules', 'allowlist']);
 });
 
 test('the built-in stages read and assign only the context fields they declare (traced over anonymous, signed-in and stale-cookie requests)', async () => {

@@ -41,7 +41,7 @@ function configText(stage: string): string {
         internal_host: 'http://127.0.0.1:9',
       },
     ],
-    pipeline: [{ stage: 'auth' }, { stage }, ...['allowlist', 'mappings', 'headers'].map((s) => ({ stage: s }))],
+    pipeline: [{ stage: 'auth' }, { stage }, ...['allowlist', 'access_rules', 'headers'].map((s) => ({ stage: s }))],
   });
 }
 
@@ -86,7 +86,7 @@ test('an unknown stage name fails with an error listing the built-in stages, at 
   assert.equal(err.issues[0]!.line, stageLine('client-ip-allowlst'));
   assert.match(
     err.issues[0]!.message,
-    /^stage "client-ip-allowlst" is neither a built-in stage \(auth, allowlist, mappings, headers\) nor a loadable module: /,
+    /^stage "client-ip-allowlst" is neither a built-in stage \(auth, allowlist, access_rules, headers\) nor a loadable module: /,
   );
 });
 
