@@ -1,9 +1,9 @@
-// Writes docs/reverse-proxies/ from src/plugins/forward/configs.ts (the configurations the
+// Writes docs/reverse-proxies/ from scripts/reverse-proxy-configs.ts (the configurations the
 // end-to-end tests run). `node --import tsx scripts/gen-proxy-docs.ts [--check]`.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { docFiles } from '../src/plugins/forward/configs.js';
+import { docFiles } from './reverse-proxy-configs.js';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'reverse-proxies');
 const check = process.argv.includes('--check');

@@ -1,5 +1,5 @@
 // Forward auth behind real reverse proxies: nginx (auth_request) and Caddy (forward_auth), each
-// running the configuration that src/plugins/forward/configs.ts generates (the one in docs/),
+// running the configuration that scripts/reverse-proxy-configs.ts generates (the one in docs/),
 // in front of a real upstream, logging in against the test identity provider. Both modes:
 // forward_single (app-<proxy>.localtest) and forward_domain (a./b./auth.<proxy>.localtest,
 // cookie domain <proxy>.localtest). What is asserted is what the upstream finally receives.

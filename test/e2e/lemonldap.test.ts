@@ -17,7 +17,7 @@ import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/index.js';
 import { Outpost } from '../../src/server/outpost.js';
-import { nginxConfig } from '../../src/plugins/forward/configs.js';
+import { nginxConfig } from '../../scripts/reverse-proxy-configs.js';
 import { VERSION_STRING } from '../../src/version.js';
 import { startLemonldap, LLNG_USERS, type RunningLemonldap } from '../support/lemonldap.js';
 import { startUpstream, type RunningUpstream } from '../support/upstream.js';

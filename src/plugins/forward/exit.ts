@@ -12,7 +12,7 @@ import type { HeaderMap, RequestContext, Respond } from '../../pipeline/contract
 import type { Exit } from '../../pipeline/exits.js';
 import type { ProviderRegistry } from '../../config/provider.js';
 import type { SessionStore } from '../../sessions/store.js';
-import { IDENTITY_HEADERS } from './configs.js';
+import { IDENTITY_HEADERS } from '../../http/identity-headers.js';
 
 const ENVOY_REMOVE = 'x-envoy-auth-headers-to-remove';
 const IDENTITY_NAMES = IDENTITY_HEADERS.map((h) => h.toLowerCase());

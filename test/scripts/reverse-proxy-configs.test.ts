@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { docFiles, IDENTITY_HEADERS, nginxConfig, caddyConfig, DOC_SETUPS } from '../../../src/plugins/forward/configs.js';
-import { buildIdentityHeaders } from '../../../src/plugins/headers/stage.js';
-import type { ProviderRuntime } from '../../../src/config/provider.js';
-import type { SessionRecord } from '../../../src/sessions/store.js';
+import { docFiles, IDENTITY_HEADERS, nginxConfig, caddyConfig, DOC_SETUPS } from '../../scripts/reverse-proxy-configs.js';
+import { buildIdentityHeaders } from '../../src/plugins/headers/stage.js';
+import type { ProviderRuntime } from '../../src/config/provider.js';
+import type { SessionRecord } from '../../src/sessions/store.js';
 
-const root = join(import.meta.dirname, '..', '..', '..');
+const root = join(import.meta.dirname, '..', '..');
 
 test('docs/reverse-proxies/ is the generator output (run scripts/gen-proxy-docs.ts after a change)', () => {
   for (const [name, content] of Object.entries(docFiles())) {
