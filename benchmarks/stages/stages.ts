@@ -188,7 +188,7 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
     await Promise.all(outpost.providers.all.map((p) => p.oidc.ready()));
     const stage = (name: string): Stage => outpost!.stages.find((b) => b.stage.name === name)!.stage;
     const ctxFor = (host: string, path: string, headers: Record<string, string> = {}): RequestContext => {
-      const built = outpost!.contexts.build({ method: 'GET', url: path, headers: { host, ...BROWSER_HEADERS, ...headers }, socket: { remoteAddress: '127.0.0.1' } }, 'bench-request');
+      const built = outpost!.doors.context({ method: 'GET', url: path, headers: { host, ...BROWSER_HEADERS, ...headers }, socket: { remoteAddress: '127.0.0.1' } }, 'bench-request');
       if ('kind' in built) throw new Error(`context for ${host}${path}: ${built.status}`);
       return built;
     };
@@ -310,16 +310,15 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
     // --- the whole chain: context + every stage, as a request runs it (no server) -----------
     if (want('chain')) {
       const stages = outpost.stages.map((b) => b.stage);
-      const contexts = outpost.contexts;
-      const door = outpost.door;
+      const doors = outpost.doors;
       const fwd = outpost.providers.byName('fwd')!;
       const fwdSession = { ...sessionRecord('fwd', 10), id: 'fwd-session' };
       await store.put(fwdSession);
       const fwdCookie = `${fwd.cookieName}=${encodeURIComponent(fwd.sessionCodec.encode({ s: fwdSession.id }))}`;
-      const run = (req: Parameters<typeof contexts.build>[0]) => {
-        const ctx = door.context(req, 'bench-request');
+      const run = (req: Parameters<typeof doors.context>[0]) => {
+        const ctx = doors.context(req, 'bench-request');
         if ('kind' in ctx) throw new Error(`chain bench: ${ctx.status}`);
-        return runToExit(stages, door.exit(ctx), ctx);
+        return runToExit(stages, doors.exit(ctx), ctx);
       };
       const proxyReq = { method: 'GET', url: '/reports/2024?x=1', headers: { host: 'app.localtest', ...BROWSER_HEADERS, cookie: cookieHeader }, socket: { remoteAddress: '127.0.0.1' } };
       const decisionReq = {
@@ -330,7 +329,7 @@ export async function runStageBenches(opts: StageOptions): Promise<StageRow[]> {
       };
       const probe = run(decisionReq) as { kind: string; status?: number };
       if (probe.kind !== 'respond' || probe.status !== 200) throw new Error(`chain bench: decision answered ${probe.status}`);
-      await bench('chain', 'proxy request: context only', () => contexts.build(proxyReq, 'bench-request'));
+      await bench('chain', 'proxy request: context only', () => doors.context(proxyReq, 'bench-request'));
       await bench('chain', 'proxy request, authenticated: context + all stages', () => run(proxyReq));
       await bench('chain', 'auth/nginx decision, authenticated: context + all stages', () => run(decisionReq));
     }
@@ -411,7 +410,7 @@ async function storeBenches(parsed: ReturnType<typeof parseConfig>, bench: Bench
       const stages = o.stages.map((b) => b.stage);
       const req = { method: 'GET', url: '/reports/2024?x=1', headers: { host: 'app.localtest', ...BROWSER_HEADERS, cookie }, socket: { remoteAddress: '127.0.0.1' } };
       const run = () => {
-        const ctx = o.door.context(req, 'bench-request');
+        const ctx = o.doors.context(req, 'bench-request');
         if ('kind' in ctx) throw new Error(`store bench: ${ctx.status}`);
         // The chain without the exit: the proxy exit would only choose the target.
         return runStages(stages, ctx);

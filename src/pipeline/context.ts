@@ -1,11 +1,13 @@
-// Builds the per-request context: which provider, which entry (proxy or a forward-auth
-// endpoint), which action, and the normalized target. Trust in X-Forwarded-* is decided here,
-// once, from `trusted_proxies`.
+// Builds the per-request context for a door (doors.ts): which provider, the normalized target,
+// who the peer is and what the request asks of Portcullis (its action). Trust in X-Forwarded-* is
+// decided here, once, from `trusted_proxies`. What the doors are — the forward-auth endpoints, the
+// login endpoints, the proxy — is declared by the plugins that own them; this module knows none
+// of their names: a forward-auth door hands over its resolver, the auth plugin the action resolver.
 import type { IncomingHttpHeaders } from 'node:http';
 import { isIP } from 'node:net';
 import proxyaddr from 'proxy-addr';
 import type { Action, Entry, RequestContext, RequestTarget, Respond } from './contract.js';
-import { OUTPOST_PREFIX, type ProviderRegistry } from '../config/provider.js';
+import type { ProviderRegistry } from '../config/provider.js';
 import { normalizeHost, splitTarget, TargetError } from '../http/normalize.js';
 import { page, wantsJson } from '../http/pages.js';
 
@@ -21,8 +23,9 @@ export interface RawRequestView {
 }
 
 /**
- * A forward-auth endpoint: recognises its path and extracts the original request from the
- * headers the reverse proxy sends. Registered by the forward-auth plugin.
+ * A forward-auth endpoint: extracts the original request from the headers the reverse proxy
+ * sends. Its door (the forward-auth plugin's) routes `path` (and, with `prefix`, the paths below
+ * it: Envoy) to it.
  */
 export interface EntryResolver {
   readonly entry: Exclude<Entry, 'proxy'>;
@@ -90,19 +93,12 @@ export function rewriteRequestUrl(req: { url?: string }): string {
   }
 }
 
-const ACTIONS: Record<string, Action> = {
-  [`${OUTPOST_PREFIX}/start`]: 'start',
-  [`${OUTPOST_PREFIX}/callback`]: 'callback',
-  [`${OUTPOST_PREFIX}/sign_out`]: 'sign_out',
-  [`${OUTPOST_PREFIX}/signed_out`]: 'signed_out',
-  [`${OUTPOST_PREFIX}/userinfo`]: 'userinfo',
-};
 /**
- * Pages Portcullis serves only to direct requests: through a forward-auth endpoint a 2xx means
- * "allow" to the reverse proxy, which would pass the request on to the application instead.
+ * What a request asks of Portcullis itself, from its normalized target: a login endpoint, a
+ * callback or logout signature in the query, or 'request' (an ordinary request). `forwarded`: the
+ * target came through a forward-auth endpoint. Declared by the auth plugin, which serves them.
  */
-const DIRECT_ONLY = new Set<Action>(['signed_out', 'userinfo']);
-const SIGNATURE = /(?:^|&)x-authentik-(auth-callback|logout)=true(?:&|$)/i;
+export type ActionResolver = (target: { readonly path: string; readonly query: string }, forwarded: boolean) => Action;
 
 const isLoopback = proxyaddr.compile('loopback');
 /** Peer classes: in trusted_proxies; else a loopback address; else anything else. */
@@ -115,21 +111,15 @@ export class ContextFactory {
   private readonly trust: (addr: string, i: number) => boolean;
   /** `trusted_proxies` is empty: forward-auth endpoints accept loopback peers. */
   private readonly loopbackDefault: boolean;
-  private readonly exactEntries = new Map<string, EntryResolver>();
   private readonly peerClasses = new Map<string, number>();
-  private readonly prefixEntries: EntryResolver[] = [];
 
   constructor(
     private readonly providers: ProviderRegistry,
     trustedProxies: readonly string[],
+    private readonly actionOf: ActionResolver,
   ) {
     this.trust = proxyaddr.compile([...trustedProxies]);
     this.loopbackDefault = trustedProxies.length === 0;
-  }
-
-  addEntry(resolver: EntryResolver): void {
-    if (resolver.prefix) this.prefixEntries.push(resolver);
-    else this.exactEntries.set(resolver.path, resolver);
   }
 
   /**
@@ -146,8 +136,12 @@ export class ContextFactory {
     return c;
   }
 
-  /** The context, or an answer when the request cannot be served (bad target, unknown host). */
-  build(req: RawRequestView, requestId: string): RequestContext | Respond {
+  /**
+   * The context, or an answer when the request cannot be served (bad target, unknown host). With
+   * `resolver` (a forward-auth door) the original request comes from the reverse proxy's headers;
+   * without, the request is served as it came (the proxy door, the login endpoints).
+   */
+  build(req: RawRequestView, requestId: string, resolver?: EntryResolver): RequestContext | Respond {
     const headers = req.headers;
     const peerIp = req.socket.remoteAddress ?? '';
     const peerClass = peerIp === '' ? PEER_OTHER : this.peerClass(peerIp);
@@ -197,7 +191,6 @@ export class ContextFactory {
     let target = split;
     /** A forward-auth caller believed only by the loopback default (trusted_proxies empty). */
     let loopbackCaller = false;
-    const resolver = this.entryFor(split.path);
     if (resolver) {
       const forwardTrusted = peerTrusted || (this.loopbackDefault && peerClass === PEER_LOOPBACK);
       loopbackCaller = forwardTrusted && !peerTrusted;
@@ -235,36 +228,7 @@ export class ContextFactory {
         code: 'routing.unknown_host',
       });
     }
-    // A provider in proxy mode has no forward-auth endpoints: the path is just proxied.
-    if (entry !== 'proxy' && provider.mode === 'proxy') {
-      return page({
-        status: 400,
-        title: 'Not a forward-auth provider',
-        message: `The provider "${provider.name}" is in proxy mode; forward-auth endpoints need mode forward_single or forward_domain.`,
-        requestId,
-        wantsJson: json,
-        code: 'routing.not_forward_mode',
-      });
-    }
-
-    let action: Action = ACTIONS[target.path] ?? 'request';
-    if (action === 'request' && target.query.length > 20) {
-      const m = SIGNATURE.exec(target.query);
-      if (m) action = m[1]!.toLowerCase() === 'logout' ? 'sign_out' : 'callback';
-    } else if (entry !== 'proxy' && DIRECT_ONLY.has(action)) action = 'request';
-    // A forward-mode provider has no upstream: on its hosts Portcullis serves only the login
-    // endpoints (start, callback, sign_out) and the forward-auth endpoints. Anything else was
-    // routed here by mistake (or sent to Portcullis directly) and is never proxied.
-    if (entry === 'proxy' && action === 'request' && provider.mode !== 'proxy') {
-      return page({
-        status: 404,
-        title: 'Not found',
-        message: `The provider "${provider.name}" is in ${provider.mode} mode: Portcullis answers only ${OUTPOST_PREFIX}/start, /callback, /sign_out, /signed_out, /userinfo and the forward-auth endpoints ${OUTPOST_PREFIX}/auth/{nginx,traefik,caddy,envoy} here, and proxies nothing. Route the application's other paths to the application itself.`,
-        requestId,
-        wantsJson: json,
-        code: 'routing.forward_mode_no_upstream',
-      });
-    }
+    const action = this.actionOf(target, entry !== 'proxy');
 
     // A caller believed for the original URL is believed for the client address too: a loopback
     // reverse proxy (the default) vouches for the last X-Forwarded-For hop, which it set itself.
@@ -296,14 +260,6 @@ export class ContextFactory {
       upstream: null,
       setCookies: null,
     };
-  }
-
-  private entryFor(path: string): EntryResolver | undefined {
-    if (path.length < OUTPOST_PREFIX.length || path.charCodeAt(1) !== 111 /* o */ || !path.startsWith(OUTPOST_PREFIX)) return undefined;
-    const exact = this.exactEntries.get(path);
-    if (exact) return exact;
-    for (const r of this.prefixEntries) if (path === r.path || path.startsWith(r.path + '/')) return r;
-    return undefined;
   }
 }
 

@@ -5,9 +5,8 @@
 // no stages: a `pipeline:` cannot leave one out, reorder it, or run one for the wrong kind of
 // request.
 import type { DependencyContainer } from 'tsyringe';
-import type { FastifyInstance } from 'fastify';
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from './contract.js';
-import { runStages } from './chain.js';
+import { runStages, type BuiltStage } from './chain.js';
 import { isPromise } from './maybe-async.js';
 
 export interface Exit {
@@ -23,21 +22,20 @@ export interface Exit {
    * Still in onRequest: no body has been read.
    */
   finish(ctx: RequestContext): StageOutcome | Promise<StageOutcome>;
-  /** Fastify parts of the exit (the proxy route, its connection pools), in its own scope. */
-  fastify?(scope: FastifyInstance): Promise<void>;
 }
 
 /** How a plugin contributes an exit: built once per config generation from the DI container. */
 export interface ExitDefinition {
   readonly name: string;
-  create(container: DependencyContainer): Exit | Promise<Exit>;
+  /** `chain`: the built stages (the login exit serves with the auth stage's own lookup). */
+  create(container: DependencyContainer, chain: readonly BuiltStage[]): Exit | Promise<Exit>;
 }
 
-export async function buildExits(definitions: readonly ExitDefinition[], container: DependencyContainer): Promise<Map<string, Exit>> {
+export async function buildExits(definitions: readonly ExitDefinition[], container: DependencyContainer, chain: readonly BuiltStage[]): Promise<Map<string, Exit>> {
   const out = new Map<string, Exit>();
   for (const def of definitions) {
     if (out.has(def.name)) throw new Error(`exit "${def.name}" is defined twice`);
-    out.set(def.name, await def.create(container));
+    out.set(def.name, await def.create(container, chain));
   }
   return out;
 }

@@ -2,11 +2,13 @@
 // the stages in order in one loop and hands the outcome to the request's exit. Decisions happen in
 // onRequest, before any body is read; the proxied body is streamed.
 import fp from 'fastify-plugin';
-import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { RequestContext, Respond, Stage, StageOutcome } from './contract.js';
 import type { BuiltStage } from './chain.js';
 import type { RawRequestView } from './context.js';
-import { runToExit, type Exit } from './exits.js';
+import { runToExit } from './exits.js';
+import type { Door } from './doors.js';
+import { ROUTED_METHODS } from '../http/methods.js';
 import { isPromise } from './maybe-async.js';
 import { page } from '../http/pages.js';
 import { HOP_BY_HOP_HEADERS } from '../http/hop-by-hop.js';
@@ -63,18 +65,12 @@ function flatHeaders(headers: Readonly<Record<string, string | string[]>>): read
   return list;
 }
 
-/** Where a request came in: builds its context (or the answer when it cannot be served) and names its exit. */
-export interface DoorView {
-  context(req: RawRequestView, requestId: string): RequestContext | Respond;
-  exit(ctx: RequestContext): Exit;
-}
-
 /**
  * The one onRequest hook of a door: context, then every stage of the chain in one loop, then the
  * exit (runToExit). Callback style: a synchronous chain costs no promise. An answer ends the
  * request here; the exit's CONTINUE hands it to the route handler (the proxy).
  */
-export function doorHook(door: DoorView, stages: readonly Stage[]): onRequestHookHandler {
+export function doorHook(door: Door, stages: readonly Stage[]): onRequestHookHandler {
   return function portcullisDoor(request, reply, done) {
     const built = door.context(request.raw as unknown as RawRequestView, request.id);
     if ('kind' in built) {
@@ -109,21 +105,31 @@ export function stagePlugin(built: BuiltStage) {
 
 export interface PipelineScopeOptions {
   stages: readonly BuiltStage[];
-  door: DoorView;
-  exits: ReadonlyMap<string, Exit>;
+  doors: readonly Door[];
 }
 
-/** The pipeline scope: the door's hook, the stages' and exits' Fastify parts. Encapsulated: nothing leaks. */
+/**
+ * The pipeline scope: one encapsulated scope per door, holding its routes and its one hook; the
+ * stages' Fastify parts, if any. Nothing leaks to the outpost's own routes (ping, ready).
+ */
 export async function pipelineScope(scope: FastifyInstance, opts: PipelineScopeOptions): Promise<void> {
-  scope.addHook('onRequest', doorHook(opts.door, opts.stages.map((b) => b.stage)));
+  const stages = opts.stages.map((b) => b.stage);
+  for (const door of opts.doors) {
+    await scope.register(async (doorScope: FastifyInstance) => {
+      doorScope.addHook('onRequest', doorHook(door, stages));
+      if (door.fastify) await door.fastify(doorScope);
+      else for (const url of door.routes) doorScope.route({ method: [...ROUTED_METHODS], url, handler: unhandled });
+    });
+  }
   for (const built of opts.stages) await scope.register(stagePlugin(built));
-  for (const exit of opts.exits.values()) if (exit.fastify) await exit.fastify(scope);
-  // Reached only when an exit let a request through that no route handles: fail closed.
-  scope.setNotFoundHandler((request, reply) => {
-    sendRespond(
-      reply,
-      request.portcullis,
-      page({ status: 500, title: 'Pipeline incomplete', message: 'No exit handled this request.', requestId: request.id, wantsJson: false, code: 'pipeline.unhandled' }),
-    );
-  });
+  scope.setNotFoundHandler(unhandled);
+}
+
+/** Reached only when an exit let a request through that no handler serves: fail closed. */
+function unhandled(request: FastifyRequest, reply: FastifyReply): void {
+  sendRespond(
+    reply,
+    request.portcullis,
+    page({ status: 500, title: 'Pipeline incomplete', message: 'No exit handled this request.', requestId: request.id, wantsJson: false, code: 'pipeline.unhandled' }),
+  );
 }

@@ -23,15 +23,16 @@ import { AUTH_EVENTS, CONFIG, LOGGER, NO_AUTH_EVENTS, PROVIDERS, SESSION_STORE, 
 import type { Logger } from '../pipeline/logger.js';
 import { StageRegistry } from '../pipeline/registry.js';
 import { buildChain, DEFAULT_CHAIN, type BuiltStage } from '../pipeline/chain.js';
-import { ContextFactory, rewriteRequestUrl, type EntryResolver } from '../pipeline/context.js';
-import { pipelineScope, sendRespond, type DoorView } from '../pipeline/fastify.js';
+import { ContextFactory, rewriteRequestUrl } from '../pipeline/context.js';
+import { pipelineScope, sendRespond } from '../pipeline/fastify.js';
 import type { SessionStore } from '../sessions/store.js';
 import { EmbeddedSessionStore } from '../sessions/embedded-store.js';
 import { RedisSessionStore } from '../sessions/redis-store.js';
 import { deriveKey } from '../sessions/cookie-codec.js';
 import { page } from '../http/pages.js';
 import { EXTRA_METHODS } from '../http/methods.js';
-import { builtInStages, builtInStageAliases, builtInEntries, builtInExits } from '../plugins/index.js';
+import { builtInActions, builtInDoors, builtInStages, builtInStageAliases, builtInExits } from '../plugins/index.js';
+import { buildDoors, type Doors } from '../pipeline/doors.js';
 import { buildExits, type Exit } from '../pipeline/exits.js';
 import { buildTls } from './tls.js';
 import { createHttpsListener, type HttpsListener } from './https-listener.js';
@@ -91,7 +92,7 @@ class Generation {
     readonly stages: readonly BuiltStage[],
     readonly contexts: ContextFactory,
     readonly exits: ReadonlyMap<string, Exit>,
-    readonly door: DoorView,
+    readonly doors: Doors,
   ) {}
 
   enter(): void {
@@ -182,9 +183,9 @@ export class Outpost {
   get exits(): ReadonlyMap<string, Exit> {
     return this.generation.exits;
   }
-  /** How a request comes in: its context and its exit (what the Fastify hook uses; benchmarks too). */
-  get door(): DoorView {
-    return this.generation.door;
+  /** How requests come in: the doors, and their routing for a bare request (benchmarks, tests). */
+  get doors(): Doors {
+    return this.generation.doors;
   }
 
   static async create(config: PortcullisConfig, opts: OutpostOptions = {}): Promise<Outpost> {
@@ -341,7 +342,7 @@ export class Outpost {
         }),
       );
     });
-    await app.register(pipelineScope, { stages: generation.stages, door: generation.door, exits: generation.exits });
+    await app.register(pipelineScope, { stages: generation.stages, doors: generation.doors.all });
     await app.ready();
     if (handle === null) throw new Error('Fastify did not hand over its request handler');
     return { app, handle, server };
@@ -549,16 +550,10 @@ async function buildGeneration(config: PortcullisConfig, providers: ProviderRegi
   const ws = config.outpost.websockets;
   parts.websockets.configure({ idleTimeoutSeconds: ws.idle_timeout, maxOpen: ws.max_open, sessionCheckSeconds: ws.session_check_interval });
   const stages = await buildChain(config.pipeline ?? DEFAULT_CHAIN, parts.registry, container, config.baseDir, config.source);
-  const contexts = new ContextFactory(providers, config.outpost.trusted_proxies);
-  for (const entry of builtInEntries as EntryResolver[]) contexts.addEntry(entry);
-  const exits = await buildExits(builtInExits, container);
-  const proxyExit = exits.get('upstream')!;
-  const forwardExit = exits.get('forward')!;
-  const door: DoorView = {
-    context: (req, id) => contexts.build(req, id),
-    exit: (ctx) => (ctx.entry === 'proxy' ? proxyExit : forwardExit),
-  };
-  return new Generation(config, container, providers, stages, contexts, exits, door);
+  const contexts = new ContextFactory(providers, config.outpost.trusted_proxies, builtInActions);
+  const exits = await buildExits(builtInExits, container, stages);
+  const doors = buildDoors(builtInDoors, { contexts, exits });
+  return new Generation(config, container, providers, stages, contexts, exits, doors);
 }
 
 function setStoreKeys(keys: Map<string, Buffer>, config: PortcullisConfig): void {

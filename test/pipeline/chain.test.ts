@@ -89,7 +89,7 @@ describe('buildChain accepts', () => {
     const o = await build(undefined, true);
     try {
       assert.deepEqual(o.stages.map((b) => b.stage.name), ['auth', 'allowlist', 'access_rules', 'headers']);
-      assert.deepEqual([...o.exits.keys()].sort(), ['forward', 'upstream']);
+      assert.deepEqual([...o.exits.keys()].sort(), ['forward', 'login', 'upstream']);
     } finally {
       await o.close();
     }

@@ -5,7 +5,8 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import { CONTINUE, respond, type RequestContext, type Stage } from '../../src/pipeline/contract.js';
-import { pipelineScope, type DoorView } from '../../src/pipeline/fastify.js';
+import { pipelineScope } from '../../src/pipeline/fastify.js';
+import type { Door } from '../../src/pipeline/doors.js';
 import type { BuiltStage } from '../../src/pipeline/chain.js';
 import type { Exit } from '../../src/pipeline/exits.js';
 import { startStack, type Stack } from '../support/stack.js';
@@ -33,18 +34,20 @@ describe('pipelineScope', () => {
     name: 'test-exit',
     afterChain: true,
     finish: (ctx) => (log.push('exit'), ctx.target.path === '/handler' ? CONTINUE : respond(200, { 'content-type': 'text/plain' }, 'from the exit')),
+  };
+  const door: Door = {
+    name: 'test',
+    routes: ['/*'],
+    context: (req) => ({ target: { path: req.url.split('?')[0]! }, setCookies: null }) as unknown as RequestContext,
+    exit: () => exit,
     fastify: async (scope) => {
       scope.get('/*', (_req, reply) => reply.code(202).send('from the handler'));
     },
   };
-  const door: DoorView = {
-    context: (req) => ({ target: { path: req.url.split('?')[0]! }, setCookies: null }) as unknown as RequestContext,
-    exit: () => exit,
-  };
 
   before(async () => {
     app.decorateRequest('portcullis', null);
-    await app.register(pipelineScope, { stages, door, exits: new Map([[exit.name, exit]]) });
+    await app.register(pipelineScope, { stages, doors: [door] });
     await app.ready();
   });
   after(() => app.close());

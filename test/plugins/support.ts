@@ -178,7 +178,7 @@ export async function createHarness(opts: HarnessOptions = {}): Promise<Harness>
     return p;
   };
   const build = (spec: RequestSpec): RequestContext | Respond =>
-    outpost.contexts.build(
+    outpost.doors.context(
       {
         method: spec.method ?? 'GET',
         url: spec.url,

@@ -2,7 +2,8 @@
 // from a bearer token in the Authorization header (intercept_header_auth, see header-auth.ts),
 // or decides the request is anonymous. It rejects nothing by itself; a bad, tampered, foreign or
 // expired cookie is exactly "no cookie" (and is cleared), and a refused token is only noted in
-// `ctx.headerAuth` for the allowlist stage to answer. It also runs the login endpoints.
+// `ctx.headerAuth` for the allowlist stage to answer. The login endpoints are the login exit's
+// (exit.ts), which identifies the user with this stage's lookup.
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
 import type { AuthEvents } from '../../pipeline/tokens.js';
 import type { WebSocketRegistry } from '../../server/websockets.js';
@@ -11,10 +12,8 @@ import type { SessionRecord, SessionStore } from '../../sessions/store.js';
 import type { Logger } from '../../pipeline/logger.js';
 import { isPromise } from '../../pipeline/maybe-async.js';
 import { clearCookie, readCookie } from '../../http/cookies.js';
-import { sessionStoreUnavailable } from '../../http/pages.js';
 import { LoginFlow, addCookie, safeDecode } from './login.js';
 import { HeaderAuthenticator, tokenOf, type HeaderAuthResult } from './header-auth.js';
-import { userinfo } from './userinfo.js';
 import { SessionRefresher, needsRefresh } from './refresh.js';
 
 /** Decoded cookie → session id, so that a returning cookie skips the decryption. Bounded. */
@@ -31,13 +30,19 @@ export class AuthStage implements Stage {
 
   private readonly providers: readonly ProviderRuntime[];
 
+  /** The provider of a request, with its settings (the context holds only its secret-free view). */
+  runtimeOf(ctx: RequestContext): ProviderRuntime {
+    return this.providers[ctx.provider.index]!;
+  }
+
   /** `log` is already bound to `{ stage: 'auth' }` (StageDeps.logger). */
   constructor(
     providers: ProviderRegistry,
     private readonly store: SessionStore,
     log: Logger,
     events?: AuthEvents,
-    private readonly websockets?: WebSocketRegistry,
+    /** The outpost's WebSockets (the login exit closes a user's at sign-out). */
+    readonly websockets?: WebSocketRegistry,
   ) {
     const own = log;
     this.providers = providers.all;
@@ -55,43 +60,12 @@ export class AuthStage implements Stage {
 
   private afterLookup(ctx: RequestContext, session: SessionRecord | undefined): StageOutcome | Promise<StageOutcome> {
     if (session !== undefined) ctx.session = session;
-    switch (ctx.action) {
-      case 'request':
-        if (session === undefined && !ctx.sessionUnavailable && this.providers[ctx.provider.index]!.config.intercept_header_auth) return this.fromHeader(ctx);
-        return CONTINUE;
-      case 'start':
-        return this.login.start(ctx);
-      case 'callback':
-        return this.login.callback(ctx);
-      case 'signed_out':
-        return this.login.signedOut(ctx);
-      case 'userinfo':
-        // A bearer token is as good as a cookie here (an API client of the same application).
-        if (session === undefined && this.providers[ctx.provider.index]!.config.intercept_header_auth) {
-          const viaHeader = this.fromHeader(ctx);
-          return isPromise(viaHeader) ? viaHeader.then(() => userinfo(ctx)) : userinfo(ctx);
-        }
-        return userinfo(ctx);
-      case 'sign_out':
-        // Whose sessions to end cannot be known: never a "signed out" page that is not true.
-        if (ctx.sessionUnavailable) return sessionStoreUnavailable(ctx.requestId, ctx.wantsJson, 'Portcullis cannot reach its session store right now, so your sessions could not be ended. Try signing out again in a moment.');
-        // Signing out ends the user's cached bearer-token sessions too (all providers).
-        if (ctx.session !== null) {
-          const userKey = ctx.session.userKey;
-          this.headerAuth.purgeUser(userKey);
-          // The user's open WebSockets on this process close now; other replicas notice at their
-          // next session check (outpost.websockets.session_check_interval).
-          return this.login.signOut(ctx).then((out) => {
-            this.websockets?.closeUser(userKey);
-            return out;
-          });
-        }
-        return this.login.signOut(ctx);
-    }
+    else if (!ctx.sessionUnavailable && this.providers[ctx.provider.index]!.config.intercept_header_auth) return this.identifyByHeader(ctx);
+    return CONTINUE;
   }
 
   /** No session cookie: a bearer token (or Basic goauthentik.io/token) in Authorization, if any. */
-  private fromHeader(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
+  identifyByHeader(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
     const token = tokenOf(ctx.headers.authorization);
     if (token === null) return CONTINUE;
     const result = this.headerAuth.authenticate(this.providers[ctx.provider.index]!, token);

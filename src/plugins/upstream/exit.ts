@@ -43,7 +43,7 @@ export class UpstreamExit implements Exit {
     this.defaults = providers.all.map((p) => (p.internalOrigin ? Object.freeze({ origin: p.internalOrigin, hostHeader: p.internalHostHeader! }) : null));
   }
 
-  /** The proxy route, its connection pools and the WebSocket proxy. */
+  /** The proxy door's routes (catch-all, every method), its connection pools and the WebSocket proxy. */
   fastify(scope: FastifyInstance): Promise<void> {
     return registerUpstream(scope, this);
   }

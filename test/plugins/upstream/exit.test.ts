@@ -117,11 +117,11 @@ describe('forward entries', () => {
     for (const ctx of [h.nginx('https://fwd.localtest/x'), h.traefik('https://wiki.corp.localtest/x')]) {
       ctx.session = h.session(ctx.provider.name, { proxy: { backendOrigin: 'http://b.localtest', backendHost: 'b.localtest' } });
       assert.equal(headers.run(ctx), CONTINUE);
-      assert.equal(h.outpost.door.exit(ctx).name, 'forward');
+      assert.equal(h.outpost.doors.exit(ctx).name, 'forward');
       assert.equal(ctx.upstream, null);
       assert.equal(ctx.upstreamHeaders, null);
     }
-    assert.equal(h.outpost.door.exit(h.proxy('app', '/x')), upstream);
+    assert.equal(h.outpost.doors.exit(h.proxy('app', '/x')), upstream);
   });
 });
 
