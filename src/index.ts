@@ -6,9 +6,10 @@
 import { runStages as runChain } from './pipeline/chain.js';
 import type { RequestContext, Stage, StageOutcome } from './pipeline/contract.js';
 
-export { CONTINUE, CONTEXT_FIELDS, NO_OPTIONS, defineStage, respond } from './pipeline/contract.js';
+export { CHALLENGE, CONTINUE, CONTEXT_FIELDS, NO_OPTIONS, defineStage, respond } from './pipeline/contract.js';
 export type {
   Action,
+  Challenge,
   Continue,
   ContextField,
   Entry,

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 
 test("'portcullis' exports the stage contract, and no internal token or module", async () => {
   const api = (await import('portcullis')) as Record<string, unknown>;
-  for (const name of ['defineStage', 'CONTINUE', 'CONTEXT_FIELDS', 'NO_OPTIONS', 'respond', 'STAGE_OPTIONS', 'LOGGER', 'PROVIDER_VIEWS', 'SESSION_READER', 'VERSION', 'page', 'escapeHtml', 'StageRegistry', 'runStages', 'VERSION_STRING']) {
+  for (const name of ['defineStage', 'CONTINUE', 'CHALLENGE', 'CONTEXT_FIELDS', 'NO_OPTIONS', 'respond', 'STAGE_OPTIONS', 'LOGGER', 'PROVIDER_VIEWS', 'SESSION_READER', 'VERSION', 'page', 'escapeHtml', 'StageRegistry', 'runStages', 'VERSION_STRING']) {
     assert.ok(api[name] !== undefined, `missing export ${name}`);
   }
   // These resolve secrets (or the store's writes), or belong to the embedding API.

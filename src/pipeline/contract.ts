@@ -152,8 +152,8 @@ export interface RequestContext {
 export const CONTEXT_FIELDS = ['session', 'headerAuth', 'sessionUnavailable', 'allowlisted', 'identityHeaders', 'upstreamHeaders', 'upstream', 'setCookies'] as const;
 export type ContextField = (typeof CONTEXT_FIELDS)[number];
 
-/** A stage's answer: go on, or answer the client now. */
-export type StageOutcome = Continue | Respond;
+/** A stage's answer: go on, answer the client now, or ask for a signed-in user. */
+export type StageOutcome = Continue | Respond | Challenge;
 
 export interface Continue {
   readonly kind: 'continue';
@@ -168,6 +168,19 @@ export interface Respond {
 
 /** The one shared "go on" value: returning it allocates nothing. */
 export const CONTINUE: Continue = Object.freeze({ kind: 'continue' });
+
+/**
+ * "Sign in first": the request needs a user and has none. The request's exit answers it in the
+ * form its caller understands (a redirect to the login, 401 for nginx and API clients, the IdP's
+ * authorization URL for Traefik, Caddy and Envoy), after the auth stage's verdict (a refused
+ * token, an unreachable session store).
+ */
+export interface Challenge {
+  readonly kind: 'challenge';
+}
+
+/** The one shared challenge value. */
+export const CHALLENGE: Challenge = Object.freeze({ kind: 'challenge' });
 
 export function respond(status: number, headers?: Record<string, string | string[]>, body?: string): Respond {
   return { kind: 'respond', status, headers, body };

@@ -5,7 +5,7 @@
 // no stages: a `pipeline:` cannot leave one out, reorder it, or run one for the wrong kind of
 // request.
 import type { DependencyContainer } from 'tsyringe';
-import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from './contract.js';
+import { CONTINUE, type RequestContext, type Respond, type Stage, type StageOutcome } from './contract.js';
 import { runStages, type BuiltStage } from './chain.js';
 import { isPromise } from './maybe-async.js';
 
@@ -22,6 +22,8 @@ export interface Exit {
    * Still in onRequest: no body has been read.
    */
   finish(ctx: RequestContext): StageOutcome | Promise<StageOutcome>;
+  /** A stage's CHALLENGE ("sign in first"), in the form this exit's caller understands. */
+  challenge(ctx: RequestContext): Respond | Promise<Respond>;
 }
 
 /** How a plugin contributes an exit: built once per config generation from the DI container. */
@@ -41,11 +43,18 @@ export async function buildExits(definitions: readonly ExitDefinition[], contain
 }
 
 /**
- * The chain, then the exit: a stage's answer ends the request; the chain's "go on" is what the exit
- * makes of it. The Fastify hook (fastify.ts), the benchmarks and tests all serve a request so.
+ * The chain, then the exit: a stage's answer ends the request, its challenge is answered by the
+ * exit, and the chain's "go on" is what the exit makes of it. The Fastify hook (fastify.ts), the
+ * benchmarks and tests all serve a request so. Never a challenge: an answer or CONTINUE.
  */
 export function runToExit(stages: readonly Stage[], exit: Exit, ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
   const out = exit.afterChain ? runStages(stages, ctx) : CONTINUE;
-  if (isPromise(out)) return out.then((o) => (o.kind === 'respond' ? o : exit.finish(ctx)));
-  return out.kind === 'respond' ? out : exit.finish(ctx);
+  if (isPromise(out)) return out.then((o) => toExit(o, exit, ctx));
+  return toExit(out, exit, ctx);
+}
+
+function toExit(out: StageOutcome, exit: Exit, ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
+  if (out.kind === 'continue') return exit.finish(ctx);
+  if (out.kind === 'challenge') return exit.challenge(ctx);
+  return out;
 }

@@ -10,7 +10,7 @@ import { after } from 'node:test';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { parseConfig, ConfigError } from '../../src/config/index.js';
-import { CONTINUE, respond, type RequestContext, type Stage, type StageOutcome } from '../../src/pipeline/contract.js';
+import { CHALLENGE, CONTINUE, respond, type RequestContext, type Stage, type StageOutcome } from '../../src/pipeline/contract.js';
 import { runStages } from '../../src/pipeline/chain.js';
 import { runToExit, type Exit } from '../../src/pipeline/exits.js';
 import { Outpost } from '../../src/server/outpost.js';
@@ -120,7 +120,7 @@ function stage(name: string, log: string[], out: StageOutcome | Promise<StageOut
 }
 
 function exit(log: string[], afterChain = true, out: StageOutcome = respond(200, {}, 'exit')): Exit {
-  return { name: 'test-exit', afterChain, finish: () => (log.push('exit'), out) };
+  return { name: 'test-exit', afterChain, finish: () => (log.push('exit'), out), challenge: () => (log.push('challenge'), respond(401)) };
 }
 
 const ctx = {} as RequestContext;
@@ -153,6 +153,13 @@ describe('runStages / runToExit: one loop, in order', () => {
     const log: string[] = [];
     const out = await runToExit([stage('a', log, () => Promise.resolve(respond(401))), stage('b', log)], exit(log), ctx);
     assert.deepEqual(log, ['a']);
+    assert.equal((out as { status: number }).status, 401);
+  });
+
+  test("a stage's CHALLENGE is answered by the exit's challenge (its caller's form); later stages do not run", () => {
+    const log: string[] = [];
+    const out = runToExit([stage('a', log, CHALLENGE), stage('b', log)], exit(log), ctx);
+    assert.deepEqual(log, ['a', 'challenge']);
     assert.equal((out as { status: number }).status, 401);
   });
 

@@ -34,6 +34,7 @@ describe('pipelineScope', () => {
     name: 'test-exit',
     afterChain: true,
     finish: (ctx) => (log.push('exit'), ctx.target.path === '/handler' ? CONTINUE : respond(200, { 'content-type': 'text/plain' }, 'from the exit')),
+    challenge: () => (log.push('challenge'), respond(401, { 'content-type': 'text/plain' }, 'sign in')),
   };
   const door: Door = {
     name: 'test',

@@ -3,7 +3,8 @@
 // forward-auth endpoint (Traefik, Caddy and Envoy ask about them like any path). No stage runs
 // before it: these endpoints are served signed in or not, and identify the user with the auth
 // stage's own lookup (the same session cache, the same bearer-token cache that sign-out purges).
-import type { RequestContext, StageOutcome } from '../../pipeline/contract.js';
+import type { RequestContext, Respond, StageOutcome } from '../../pipeline/contract.js';
+import { toLogin } from './challenge.js';
 import type { Exit } from '../../pipeline/exits.js';
 import type { Door, DoorDefinition } from '../../pipeline/doors.js';
 import { isPromise } from '../../pipeline/maybe-async.js';
@@ -22,6 +23,11 @@ export class LoginExit implements Exit {
     private readonly auth: AuthStage,
     private readonly websockets?: WebSocketRegistry,
   ) {}
+
+  /** No stage runs before this exit, so none can challenge; fail closed all the same. */
+  challenge(ctx: RequestContext): Respond {
+    return toLogin(ctx);
+  }
 
   finish(ctx: RequestContext): StageOutcome | Promise<StageOutcome> {
     const found = this.auth.lookup(ctx);

@@ -10,6 +10,8 @@
 // `x-envoy-auth-headers-to-remove`, which Envoy removes from the request it passes on.
 import type { HeaderMap, RequestContext, Respond } from '../../pipeline/contract.js';
 import type { Exit } from '../../pipeline/exits.js';
+import type { Logger } from '../../pipeline/logger.js';
+import { atIdp, forNginx } from '../auth/challenge.js';
 import type { ProviderRegistry } from '../../config/provider.js';
 import type { SessionStore } from '../../sessions/store.js';
 import { IDENTITY_HEADERS } from '../../http/identity-headers.js';
@@ -41,9 +43,14 @@ export class ForwardExit implements Exit {
   /** Names seen at logins (the store's live set). */
   private readonly seenNames: ReadonlySet<string>;
 
-  constructor(providers?: ProviderRegistry, store?: SessionStore) {
+  constructor(providers?: ProviderRegistry, store?: SessionStore, private readonly log?: Logger) {
     this.declaredNames = [...new Set(providers?.all.flatMap((p) => [...p.additionalHeaderNames]) ?? [])];
     this.seenNames = store?.headerNames() ?? new Set();
+  }
+
+  /** nginx: 401 (its configuration redirects); Traefik, Caddy, Envoy: the IdP's authorization URL. */
+  challenge(ctx: RequestContext): Respond | Promise<Respond> {
+    return ctx.entry === 'nginx' ? forNginx(ctx) : atIdp(ctx, this.log!);
   }
 
   finish(ctx: RequestContext): Respond {

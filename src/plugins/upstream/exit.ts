@@ -5,7 +5,7 @@
 // one connection pool (see plugin.ts), reused across requests.
 import { inject, injectable } from 'tsyringe';
 import type { FastifyInstance } from 'fastify';
-import { CONTINUE, type RequestContext, type StageOutcome, type UpstreamTarget } from '../../pipeline/contract.js';
+import { CONTINUE, type RequestContext, type Respond, type StageOutcome, type UpstreamTarget } from '../../pipeline/contract.js';
 import type { Exit } from '../../pipeline/exits.js';
 import { CONFIG, PROVIDERS, WEBSOCKETS } from '../../pipeline/tokens.js';
 import type { WebSocketRegistry } from '../../server/websockets.js';
@@ -16,6 +16,7 @@ import { page } from '../../http/pages.js';
 import { normalizeHost, splitTarget, TargetError } from '../../http/normalize.js';
 import { ROUTED_METHODS } from '../../http/methods.js';
 import { registerUpstream } from './plugin.js';
+import { toLogin } from '../auth/challenge.js';
 
 const TRACE_REFUSED = Object.freeze({
   kind: 'respond' as const,
@@ -46,6 +47,11 @@ export class UpstreamExit implements Exit {
   /** The proxy door's routes (catch-all, every method), its connection pools and the WebSocket proxy. */
   fastify(scope: FastifyInstance): Promise<void> {
     return registerUpstream(scope, this);
+  }
+
+  /** To the outpost's login start (401 for API clients). */
+  challenge(ctx: RequestContext): Respond {
+    return toLogin(ctx);
   }
 
   finish(ctx: RequestContext): StageOutcome {

@@ -14,7 +14,7 @@ import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../../pipeline/contract.js';
 import { page } from '../../http/pages.js';
 import { HOP_BY_HOP_HEADERS } from '../../http/hop-by-hop.js';
-import { sendRespond } from '../../pipeline/fastify.js';
+import { sendRespond } from '../../http/respond.js';
 
 
 export interface TransportOptions {

@@ -1,7 +1,7 @@
 // The allowlist stage, run directly on contexts from the outpost's context factory.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CONTINUE, type RequestContext, type Respond, type Stage, type StageOutcome } from '../../../src/pipeline/contract.js';
+import { CHALLENGE, CONTINUE, type RequestContext, type Respond, type Stage, type StageOutcome } from '../../../src/pipeline/contract.js';
 import { parseConfig } from '../../../src/config/index.js';
 import { Outpost } from '../../../src/server/outpost.js';
 import { pino } from 'pino';
@@ -18,10 +18,14 @@ before(async () => {
 });
 after(() => h.close());
 
+/** The stage, then (for a CHALLENGE) the answer of the request's exit, as runToExit gives it. */
 function run(ctx: RequestContext): StageOutcome {
   const out = allowlist.run(ctx);
   assert.ok(!(out instanceof Promise), 'the allowlist stage is synchronous');
-  return out;
+  if (out.kind !== 'challenge') return out;
+  const answer = h.outpost.doors.exit(ctx).challenge(ctx);
+  assert.ok(!(answer instanceof Promise), 'this challenge is answered synchronously');
+  return answer;
 }
 
 /**
@@ -30,7 +34,8 @@ function run(ctx: RequestContext): StageOutcome {
  * CONTINUE, never the upstream. (The 302 to the IdP is tested end to end in forward-endpoints.)
  */
 async function challengeAtIdp(ctx: RequestContext): Promise<Respond> {
-  const out = allowlist.run(ctx);
+  assert.equal(allowlist.run(ctx), CHALLENGE);
+  const out = h.outpost.doors.exit(ctx).challenge(ctx);
   assert.ok(out instanceof Promise, 'a forward-auth challenge goes to the IdP');
   const answer = asRespond(await out);
   assert.equal(ctx.allowlisted, false);
@@ -208,7 +213,7 @@ describe('how lines are compiled (one RE2 alternation)', () => {
         return c;
       };
       assert.equal(stage.run(ctx('/other')), CONTINUE);
-      assert.equal((await stage.run(ctx('/private'))).kind, 'respond');
+      assert.equal(await stage.run(ctx('/private')), CHALLENGE);
     } finally {
       await built.close();
     }
