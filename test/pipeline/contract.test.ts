@@ -357,7 +357,7 @@ test('the built-in stages read and assign only the context fields they declare (
         },
       });
       const out = await b.stage.run(view);
-      if (out.kind === 'respond') return out;
+      if (out.kind !== 'continue') return out; // an answer, or CHALLENGE
     }
     return CONTINUE;
   };
