@@ -6,12 +6,13 @@ import { dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import type { ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isSeq, type Node, type YAMLError } from 'yaml';
-import RE2 from 're2';
 import { ajv } from './ajv.js';
 import { ConfigSchema, type PortcullisConfig, type ProviderConfig } from './schema.js';
 import { parseDuration } from './duration.js';
 import { normalizeHost } from '../http/normalize.js';
 import { refusedHeaderName } from '../http/header-names.js';
+import { AccessRulePathError, MappingCompileError, accessRuleLabel, accessRulesOf, compileAccessRule, compileMapping, mappingsOf } from '../mappings/index.js';
+import { SkipPathsError, compileSkipPaths, keepCompiled } from './compiled.js';
 
 export interface ConfigIssue {
   /** Machine-readable code, e.g. `config.invalid_regex`. */
@@ -40,13 +41,6 @@ export function formatIssue(issue: ConfigIssue): string {
 }
 
 const validateSchema = ajv.compile(ConfigSchema);
-
-/** Extra checks on validated config, contributed by stages that compile things at load (regexes, CEL). */
-export type ConfigCheck = (config: PortcullisConfig, report: (field: (string | number)[], code: string, message: string) => void) => void;
-const extraChecks: ConfigCheck[] = [];
-export function registerConfigCheck(check: ConfigCheck): void {
-  extraChecks.push(check);
-}
 
 /** Where each parsed config's fields are in its file: errors found later (stage options) name the line too. */
 const locators = new WeakMap<PortcullisConfig, (path: (string | number)[]) => { line?: number; column?: number }>();
@@ -141,7 +135,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): PortcullisCo
   locators.set(full, locate);
   semanticChecks(full, report);
   if (opts.resources !== false) resourceChecks(full, report);
-  for (const check of extraChecks) check(full, report);
+  compileProviders(full, report);
   if (issues.length > 0) throw new ConfigError(source, issues);
   return full;
 }
@@ -199,6 +193,7 @@ function applyOutpostDefaults(): unknown {
 /** Checks the schema cannot express: cross-field rules, regexes, CIDRs, unique hosts. */
 function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[], code: string, msg: string) => void): void {
   redisStoreChecks(config, report);
+  workersChecks(config, report);
   // Listener ports: in range, and no two listeners on one port of one address.
   const listeners: [(string | number)[], string | null | undefined][] = [
     [['outpost', 'listeners', 'http'], config.outpost.listeners.http],
@@ -279,29 +274,60 @@ function semanticChecks(config: PortcullisConfig, report: (p: (string | number)[
     hosts.set(key, i);
     if (names.has(p.name)) report(['providers', i, 'name'], 'config.duplicate_name', `provider name "${p.name}" is already used by providers[${names.get(p.name)}]`);
     names.set(p.name, i);
-    // Each non-blank line of skip_path_regex is one RE2 pattern, compiled here so that a bad
-    // line stops the start rather than silently matching nothing (or everything).
-    skipPatternLines(p.skip_path_regex).forEach(({ pattern, lineIndex }) => {
-      try {
-        new RE2(pattern);
-      } catch (err) {
-        report(['providers', i, 'skip_path_regex'], 'config.invalid_regex', `line ${lineIndex + 1} of skip_path_regex ("${pattern}") is not a valid RE2 regex: ${(err as Error).message}`);
-      }
-    });
     p.additional_header_names.forEach((name, j) => {
       const refused = refusedHeaderName(name.toLowerCase());
       if (refused !== undefined) report(['providers', i, 'additional_header_names', j], 'config.invalid_value', `${refused}: "${name}" can never be an additional header`);
     });
-    p.access_rules.forEach((rule, r) => {
-      rule.paths?.forEach((pattern, j) => {
-        try {
-          new RE2(pattern);
-        } catch (err) {
-          report(['providers', i, 'access_rules', r, 'paths', j], 'config.invalid_regex', `"${pattern}" is not a valid RE2 regex: ${(err as Error).message}`);
-        }
-      });
-    });
   });
+}
+
+/**
+ * Compiles what each provider runs — skip_path_regex, the scope mappings, the access rules — so
+ * that a bad regex or expression stops the start (and `portcullis --check`) with its field and
+ * line, rather than silently matching nothing (or everything). What compiles is kept for the
+ * stages (compiled.ts): nothing is compiled twice.
+ */
+function compileProviders(config: PortcullisConfig, report: (p: (string | number)[], code: string, msg: string) => void): void {
+  config.providers.forEach((p, i) => {
+    let complete = true;
+    const skipPaths = compileSkipPaths(p.skip_path_regex);
+    if (skipPaths instanceof SkipPathsError) {
+      complete = false;
+      for (const problem of skipPaths.problems) report(['providers', i, 'skip_path_regex'], 'config.invalid_regex', problem.message);
+    }
+    const mappings = p.mappings.flatMap((mapping, j) => {
+      try {
+        return [compileMapping(mapping)];
+      } catch (err) {
+        complete = false;
+        report(['providers', i, 'mappings', j, 'expression'], 'config.invalid_expression', `provider ${p.name}, mapping '${mapping.name}', ${describeCompileError(err)}`);
+        return [];
+      }
+    });
+    const rules = p.access_rules.flatMap((rule, r) => {
+      try {
+        return [compileAccessRule(rule, r)];
+      } catch (err) {
+        complete = false;
+        if (err instanceof AccessRulePathError) {
+          report(['providers', i, 'access_rules', r, 'paths', err.index], 'config.invalid_regex', `"${err.pattern}" is not a valid RE2 regex: ${err.reason}`);
+        } else {
+          report(['providers', i, 'access_rules', r, 'when'], 'config.invalid_expression', `provider ${p.name}, access rule '${accessRuleLabel(rule, r)}', ${describeCompileError(err)}`);
+        }
+        return [];
+      }
+    });
+    if (complete && !(skipPaths instanceof SkipPathsError)) {
+      keepCompiled(p, { skipPaths, mappings: mappingsOf(mappings), accessRules: rules.length > 0 ? accessRulesOf(rules) : null });
+    }
+  });
+}
+
+function describeCompileError(err: unknown): string {
+  if (err instanceof MappingCompileError) {
+    return `${err.position ? `line ${err.position.line} column ${err.position.column}: ` : ''}${err.detail}`;
+  }
+  return err instanceof Error ? err.message : String(err);
 }
 
 /**
@@ -391,15 +417,8 @@ function describeFsError(err: unknown): string {
   return (code && known[code]) ?? (code || (err as Error).message);
 }
 
-/** The non-blank lines of a skip_path_regex field; CR from CRLF files is dropped. */
-export function skipPatternLines(field: string): { pattern: string; lineIndex: number }[] {
-  const out: { pattern: string; lineIndex: number }[] = [];
-  field.split('\n').forEach((line, lineIndex) => {
-    const pattern = line.replace(/\r$/, '');
-    if (pattern.trim() !== '') out.push({ pattern, lineIndex });
-  });
-  return out;
-}
+/** The non-blank lines of a skip_path_regex field (kept here for its old importers). */
+export { skipPatternLines } from './compiled.js';
 
 export function isLoopbackHostname(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '');
@@ -498,6 +517,29 @@ function dedupeErrors(errors: ErrorObject[]): ErrorObject[] {
     out.push(e);
   }
   return out;
+}
+
+/**
+ * Whether processes can share the configured store, so that a sign-out through one worker is
+ * seen by all. Both built-in stores are: Redis, and the embedded SQLite database (every read goes
+ * to the file, WAL lets processes read while one writes). A store added later that keeps its
+ * sessions in one process's memory must answer false here.
+ */
+export function storeIsShared(config: PortcullisConfig): boolean {
+  const type: string = config.outpost.session_store.type;
+  return type === 'redis' || type === 'embedded';
+}
+
+/** Several workers need a store they share: a sign-out through one must end the session on all. */
+function workersChecks(config: PortcullisConfig, report: (p: (string | number)[], code: string, msg: string) => void): void {
+  const setting = config.outpost.workers;
+  if (typeof setting === 'number' && setting > 1 && !storeIsShared(config)) {
+    report(
+      ['outpost', 'workers'],
+      'config.workers_need_shared_store',
+      `${setting} workers need a session store they share (a sign-out through one must end the session on all): set outpost.session_store to { type: redis, url: … }, or workers to 1`,
+    );
+  }
 }
 
 /** A Redis store names exactly one deployment; credentials go where that deployment takes them. */

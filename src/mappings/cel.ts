@@ -3,6 +3,7 @@
 import { Environment, type ASTNode, type ParseResult } from '@marcbachmann/cel-js';
 import { Duration, UnsignedInt } from '@marcbachmann/cel-js/evaluator';
 import RE2 from 're2';
+import { UNSAFE_KEYS } from '../oidc/claim-values.js';
 
 /** Longest accepted expression, in characters. */
 export const MAX_EXPRESSION_LENGTH = 4096;
@@ -195,8 +196,6 @@ function inspectAst(root: ASTNode, label: string, expression: string): void {
   };
   visit(root, 0);
 }
-
-const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 /**
  * Converts a CEL value to plain JSON data: BigInt/uint → number when safe (else decimal string),

@@ -40,7 +40,6 @@ import { createLogger } from './log-format.js';
 import { IdpLogout, idpLogoutRoutes } from '../plugins/auth/idp-logout.js';
 import { OutpostMetrics } from './metrics.js';
 import { WebSocketRegistry } from './websockets.js';
-import './workers.js'; // registers the outpost.workers config check
 import { VERSION_STRING } from '../version.js';
 
 export interface OutpostOptions {

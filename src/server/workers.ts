@@ -2,7 +2,7 @@
 // by several processes.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { registerConfigCheck } from '../config/load.js';
+import { storeIsShared } from '../config/load.js';
 import type { PortcullisConfig } from '../config/schema.js';
 
 /**
@@ -38,16 +38,7 @@ function cgroupQuota(readFile: (path: string) => string): number | null {
   return null;
 }
 
-/**
- * Whether processes can share the configured store, so that a sign-out through one worker is
- * seen by all. Both built-in stores are: Redis, and the embedded SQLite database (every read goes
- * to the file, WAL lets processes read while one writes). A store added later that keeps its
- * sessions in one process's memory must answer false here.
- */
-export function storeIsShared(config: PortcullisConfig): boolean {
-  const type: string = config.outpost.session_store.type;
-  return type === 'redis' || type === 'embedded';
-}
+export { storeIsShared };
 
 /** The number of worker processes for this config (1: no cluster, the process serves itself). */
 export function workerCount(config: PortcullisConfig, budget: () => number = cpuBudget): number {
@@ -57,13 +48,3 @@ export function workerCount(config: PortcullisConfig, budget: () => number = cpu
   return storeIsShared(config) ? budget() : 1;
 }
 
-registerConfigCheck((config, report) => {
-  const setting = config.outpost.workers;
-  if (typeof setting === 'number' && setting > 1 && !storeIsShared(config)) {
-    report(
-      ['outpost', 'workers'],
-      'config.workers_need_shared_store',
-      `${setting} workers need a session store they share (a sign-out through one must end the session on all): set outpost.session_store to { type: redis, url: … }, or workers to 1`,
-    );
-  }
-});

@@ -18,7 +18,7 @@ import type { Logger } from '../../src/pipeline/logger.js';
 import type { Exit } from '../../src/pipeline/exits.js';
 import { Outpost } from '../../src/server/outpost.js';
 import { EmbeddedSessionStore } from '../../src/sessions/embedded-store.js';
-import { validateProxyClaims } from '../../src/mappings/index.js';
+import { proxySettingsOf as deriveProxySettings } from '../../src/oidc/proxy-claims.js';
 import type { Claims, SessionProxySettings, SessionRecord, SessionStore } from '../../src/sessions/store.js';
 
 /** The peer listed in `trusted_proxies` (a reverse proxy in front of the outpost). */
@@ -283,13 +283,7 @@ export function valuesOf(list: readonly string[], name: string): string[] {
     .map(([, v]) => v);
 }
 
-/** The proxy settings the login derives from a session's claims (validateProxyClaims, names lower-cased). */
+/** The proxy settings the login derives from a session's claims (the login's own derivation). */
 export function proxySettingsOf(claims: Record<string, unknown>, p: ProviderRuntime): SessionProxySettings {
-  const v = validateProxyClaims(claims, { allowedBackendHosts: p.config.allowed_backend_hosts, allowIdentityHeaderOverride: p.config.allow_identity_header_override });
-  return {
-    backendOrigin: v.backendOverride?.origin,
-    backendHost: v.backendOverride?.host,
-    hostHeader: v.hostHeader ?? undefined,
-    additionalHeaders: v.additionalHeaders.map(([k, val]) => [k.toLowerCase(), val] as const),
-  };
+  return deriveProxySettings(claims, p.config).settings;
 }

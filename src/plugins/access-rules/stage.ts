@@ -5,7 +5,8 @@
 import { CONTINUE, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
 import type { ProviderRuntime } from '../../config/provider.js';
 import type { Logger } from '../../pipeline/logger.js';
-import { compileAccessRules, type CompiledAccessRules } from '../../mappings/index.js';
+import type { CompiledAccessRules } from '../../mappings/index.js';
+import { compiledOf } from '../../config/compiled.js';
 import { page } from '../../http/pages.js';
 import { userTag } from '../../sessions/store.js';
 
@@ -17,7 +18,8 @@ export class AccessRulesStage implements Stage {
     providers: readonly ProviderRuntime[],
     private readonly log: Logger,
   ) {
-    this.rules = providers.map((p) => (p.config.access_rules.length > 0 ? compileAccessRules(p.config.access_rules) : null));
+    // Compiled by the config loader.
+    this.rules = providers.map((p) => compiledOf(p.config).accessRules);
   }
 
   run(ctx: RequestContext): StageOutcome {

@@ -26,8 +26,8 @@ import { decodeProtectedHeader, errors as jose, type JWSHeaderParameters } from 
 import type { ProviderRuntime } from '../../config/provider.js';
 import type { Logger } from '../../pipeline/logger.js';
 import { NO_AUTH_EVENTS, type AuthEvents } from '../../pipeline/tokens.js';
-import { validateProxyClaims } from '../../mappings/index.js';
-import { userKeyOf, userTag, type Claims, type SessionProxySettings, type SessionRecord } from '../../sessions/store.js';
+import { proxySettingsOf } from '../../oidc/proxy-claims.js';
+import { userKeyOf, userTag, type Claims, type SessionRecord } from '../../sessions/store.js';
 import { normalizeClaims } from '../../oidc/claims.js';
 import { OidcError } from '../../oidc/errors.js';
 import { fetchUserinfo, mergeUserinfo, userinfoEndpointOf, wantsUserinfo } from '../../oidc/userinfo.js';
@@ -146,17 +146,8 @@ export function evaluateIntrospection(
   const claims = normalizeClaims({ ...rest, sub, iss: issuer }) as Claims;
   // RFC 7662's `username` when the IdP gives no preferred_username (authentik gives both).
   if (claims.preferred_username === undefined && typeof rest.username === 'string') claims.preferred_username = rest.username;
-  const validated = validateProxyClaims(claims, {
-    allowedBackendHosts: p.config.allowed_backend_hosts,
-    allowIdentityHeaderOverride: p.config.allow_identity_header_override,
-  });
-  if (validated.problems.length > 0) log?.warn({ provider: p.name, problems: validated.problems }, 'ak_proxy claims of an introspected token partly ignored');
-  const proxy: SessionProxySettings = {
-    backendOrigin: validated.backendOverride?.origin,
-    backendHost: validated.backendOverride?.host,
-    hostHeader: validated.hostHeader ?? undefined,
-    additionalHeaders: validated.additionalHeaders.map(([k, v]) => [k.toLowerCase(), v] as const),
-  };
+  const { settings: proxy, problems } = proxySettingsOf(claims, p.config);
+  if (problems.length > 0) log?.warn({ provider: p.name, problems }, 'ak_proxy claims of an introspected token partly ignored');
   const session: SessionRecord = {
     id: 'header:' + createHash('sha256').update('portcullis header session\u0000').update(token).digest('base64url'),
     provider: p.name,

@@ -17,7 +17,9 @@ import { page, sessionStoreUnavailable } from '../../http/pages.js';
 import { signState, verifyState } from './state.js';
 import { cookieMaxAgeSeconds, jwtExp, sessionExpiresAt } from '../../sessions/lifetime.js';
 import { refreshableLogin } from './refresh.js';
-import { compileMappings, validateProxyClaims, MappingEvaluationError, type CompiledMappings } from '../../mappings/index.js';
+import { MappingEvaluationError, type CompiledMappings } from '../../mappings/index.js';
+import { compiledOf } from '../../config/compiled.js';
+import { proxySettingsOf } from '../../oidc/proxy-claims.js';
 
 const FLOW_TTL_SECONDS = 600;
 /** The flow id of a sign-out's `state` (a login's is random): the two can never be swapped. */
@@ -49,7 +51,7 @@ export class LoginFlow {
     private readonly events: AuthEvents = NO_AUTH_EVENTS,
   ) {
     // Compiled once, here; evaluated once per login, never per request.
-    for (const p of providers) this.mappings.set(p, compileMappings(p.config.mappings));
+    for (const p of providers) this.mappings.set(p, compiledOf(p.config).mappings);
   }
 
   /**
@@ -228,19 +230,10 @@ export class LoginFlow {
       if (err instanceof MappingEvaluationError) return err;
       throw err;
     }
-    const validated = validateProxyClaims(claims, {
-      allowedBackendHosts: p.config.allowed_backend_hosts,
-      allowIdentityHeaderOverride: p.config.allow_identity_header_override,
-    });
-    if (validated.problems.length > 0) {
-      this.log.warn({ provider: p.name, problems: validated.problems, reqId: ctx.requestId }, 'ak_proxy claims partly ignored');
+    const { settings: proxy, problems } = proxySettingsOf(claims, p.config);
+    if (problems.length > 0) {
+      this.log.warn({ provider: p.name, problems, reqId: ctx.requestId }, 'ak_proxy claims partly ignored');
     }
-    const proxy: SessionProxySettings = {
-      backendOrigin: validated.backendOverride?.origin,
-      backendHost: validated.backendOverride?.host,
-      hostHeader: validated.hostHeader ?? undefined,
-      additionalHeaders: validated.additionalHeaders.map(([k, v]) => [k.toLowerCase(), v] as const),
-    };
     return { claims, proxy };
   }
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateProxyClaims, type ProxyClaimsPolicy } from '../../src/mappings/index.js';
+import { validateProxyClaims, type ProxyClaimsPolicy } from '../../src/oidc/proxy-claims.js';
 
 const open: ProxyClaimsPolicy = { allowIdentityHeaderOverride: false };
 const headers = (additionalHeaders: unknown, policy: ProxyClaimsPolicy = open) =>

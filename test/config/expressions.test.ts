@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
-import '../../src/mappings/config-check.js';
 
 const config = (mappings: string, rules = '') => `providers:
   - name: demo
