@@ -4,7 +4,7 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { escapeHtml } from './identity-provider.js';
+import { escapeHtml } from '../http/pages.js';
 
 export interface DemoUpstream {
   url: string;

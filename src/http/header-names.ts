@@ -1,5 +1,6 @@
 // Header names that claims (additionalHeaders) may never produce. Shared by the login's claim
 // validation and the config check of additional_header_names.
+import { HOP_BY_HOP_HEADERS } from './hop-by-hop.js';
 
 /**
  * Never settable from claims, even with allowIdentityHeaderOverride: framing and connection
@@ -8,7 +9,8 @@
  * reverse proxy passes to the browser (`Set-Cookie`, `Location`, …: forward-auth answers carry the
  * additional headers).
  */
-const NEVER_HEADERS = new Set([
+const NEVER_HEADERS: ReadonlySet<string> = new Set([
+  ...HOP_BY_HOP_HEADERS,
   'host',
   'cookie',
   'cookie2',
@@ -22,13 +24,7 @@ const NEVER_HEADERS = new Set([
   'content-type',
   'content-encoding',
   'content-range',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'upgrade',
   'expect',
-  'te',
-  'trailer',
   'trailers',
   'http2-settings',
   'alt-svc',
@@ -41,4 +37,13 @@ export function refusedHeaderName(normalized: string): string | undefined {
   if (NEVER_HEADERS.has(normalized)) return `${normalized} cannot be set from claims`;
   for (const prefix of NEVER_PREFIXES) if (normalized.startsWith(prefix)) return `${prefix}* headers cannot be set from claims`;
   return undefined;
+}
+
+/**
+ * A header name with `_` is never sent, to the upstream or in a forward-auth answer (as authentik
+ * since PR #17650): servers that fold `_` into `-` (CGI, WSGI, PHP) could not tell it from a
+ * client's copy of the `-` spelling.
+ */
+export function hasUnderscore(name: string): boolean {
+  return name.indexOf('_') !== -1;
 }

@@ -2,7 +2,7 @@
 // user_attributes.additionalHeaders), validated once when a session is made — at login and for an
 // introspected bearer token — into the session's proxy settings, so requests only read them.
 // Whatever is invalid is dropped and named in `problems` (logged by the caller).
-import { refusedHeaderName } from '../http/header-names.js';
+import { hasUnderscore, refusedHeaderName } from '../http/header-names.js';
 import type { ProviderConfig } from '../config/schema.js';
 import type { SessionProxySettings } from '../sessions/store.js';
 import { describeType, isObjectMap } from './claim-values.js';
@@ -134,9 +134,7 @@ function validateHeaders(userAttributes: unknown, policy: ProxyClaimsPolicy, pro
       problems.push(`${where}: not a valid header name (RFC 7230 token); dropped`);
       continue;
     }
-    if (name.includes('_')) {
-      // Servers that fold `_` into `-` (CGI, WSGI, PHP) could not tell it from a client's copy;
-      // authentik drops such names too, and the header stage never sends them.
+    if (hasUnderscore(name)) {
       problems.push(`${where}: header names with "_" are not sent; dropped`);
       continue;
     }

@@ -15,6 +15,7 @@ import { atIdp, forNginx } from '../auth/challenge.js';
 import type { ProviderRegistry } from '../../config/provider.js';
 import type { SessionStore } from '../../sessions/store.js';
 import { IDENTITY_HEADERS } from '../../http/identity-headers.js';
+import { hasUnderscore } from '../../http/header-names.js';
 
 const ENVOY_REMOVE = 'x-envoy-auth-headers-to-remove';
 const IDENTITY_NAMES = IDENTITY_HEADERS.map((h) => h.toLowerCase());
@@ -58,10 +59,7 @@ export class ForwardExit implements Exit {
     if (ctx.session !== null && ctx.identityHeaders !== null) {
       let answer = this.answers.get(ctx.identityHeaders);
       if (answer === undefined) {
-        const headers: Record<string, string> = { 'cache-control': 'no-store' };
-        // A name with `_` is never emitted (as authentik since PR #17650): some servers fold it into `-`.
-        for (const name in ctx.identityHeaders) if (name.indexOf('_') === -1) headers[name] = ctx.identityHeaders[name]!;
-        answer = Object.freeze({ kind: 'respond' as const, status: 200, headers: Object.freeze(headers), body: '' });
+        answer = Object.freeze({ kind: 'respond' as const, status: 200, headers: Object.freeze(answerHeaders(ctx.identityHeaders)), body: '' });
         this.answers.set(ctx.identityHeaders, answer);
       }
       return answer;
@@ -76,8 +74,7 @@ export class ForwardExit implements Exit {
       const identity = ctx.identityHeaders;
       const cached = this.envoyAnswers.get(identity);
       if (cached !== undefined && cached.seen === seen) return cached.answer;
-      const headers: Record<string, string> = { 'cache-control': 'no-store' };
-      for (const name in identity) if (name.indexOf('_') === -1) headers[name] = identity[name]!;
+      const headers = answerHeaders(identity);
       const remove = this.namesToRemove(headers);
       if (remove !== '') headers[ENVOY_REMOVE] = remove;
       const answer = Object.freeze({ kind: 'respond' as const, status: 200, headers: Object.freeze(headers), body: '' });
@@ -97,6 +94,13 @@ export class ForwardExit implements Exit {
     const names = new Set([...IDENTITY_NAMES, ...this.declaredNames, ...this.seenNames]);
     return [...names].filter((n) => !(n in present)).join(', ');
   }
+}
+
+/** A 200 answer's headers: the identity headers, never a name with `_`, and no caching. */
+function answerHeaders(identity: HeaderMap): Record<string, string> {
+  const headers: Record<string, string> = { 'cache-control': 'no-store' };
+  for (const name in identity) if (!hasUnderscore(name)) headers[name] = identity[name]!;
+  return headers;
 }
 
 /** Fail closed: neither a session nor an unauthenticated path (a third-party stage cleared them?). */

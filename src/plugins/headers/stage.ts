@@ -8,6 +8,7 @@ import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js
 import type { SessionRecord, SessionStore } from '../../sessions/store.js';
 import { withoutCookies } from '../../http/cookies.js';
 import { HOP_BY_HOP_HEADERS } from '../../http/hop-by-hop.js';
+import { hasUnderscore } from '../../http/header-names.js';
 
 /**
  * Headers a client may never set for the upstream (normalized: lower case, `_` → `-`): those
@@ -91,8 +92,8 @@ export function buildIdentityHeaders(session: SessionRecord, p: ProviderRuntime,
     }
   }
   for (const [name, value] of session.proxy?.additionalHeaders ?? []) {
-    // Never a name with `_` (validation drops them; a session stored before that rule too).
-    if (name.indexOf('_') !== -1) continue;
+    // Validation drops them at login; a session stored before that rule may still carry one.
+    if (hasUnderscore(name)) continue;
     const existing = out.findIndex(([n]) => n === name);
     if (existing === -1) out.push([name, headerValue(value)]);
     else out[existing] = [name, headerValue(value)];
