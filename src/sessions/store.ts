@@ -6,9 +6,9 @@
 // providers and devices. The embedded store keeps them in SQLite on disk so that sessions survive
 // a restart and deleted sessions stay deleted; a shared store (Redis) implements the same interface.
 //
-// Stores return one object per stored version of a session (until the store's bounded record
-// cache lets go of it): the per-session caches of the header and forward stages are keyed by
-// that object, so they hit with every store, and a changed or new session is a new object.
+// A store may return one object per stored version of a session, or a new one on every read: the
+// stages' per-session caches are keyed by the record's id and issue time (per-session-cache.ts),
+// so they hit with every store.
 
 import { createHash } from 'node:crypto';
 

@@ -6,6 +6,7 @@
 import { CONTINUE, type HeaderMap, type RequestContext, type Stage, type StageOutcome } from '../../pipeline/contract.js';
 import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
 import type { SessionRecord, SessionStore } from '../../sessions/store.js';
+import { PerSessionCache } from '../../sessions/per-session-cache.js';
 import { withoutCookies } from '../../http/cookies.js';
 import { HOP_BY_HOP_HEADERS } from '../../http/hop-by-hop.js';
 import { hasUnderscore } from '../../http/header-names.js';
@@ -128,7 +129,7 @@ export class HeadersStage implements Stage {
   readonly name = 'headers';
   private readonly policy: HeaderPolicy;
   /** Identity headers per session, built on first use: claims do not change during a session. */
-  private readonly cache = new WeakMap<SessionRecord, IdentityHeaders>();
+  private readonly cache = new PerSessionCache<IdentityHeaders>();
   private readonly ownCookies: ReadonlySet<string>;
   private readonly stripAuthorization: boolean[];
   /** additional_header_names of every provider: what additionalHeaders may produce on this outpost. */

@@ -11,7 +11,7 @@ import { CONFIG, PROVIDERS, WEBSOCKETS } from '../../pipeline/tokens.js';
 import type { WebSocketRegistry } from '../../server/websockets.js';
 import type { PortcullisConfig } from '../../config/schema.js';
 import type { ProviderRegistry } from '../../config/provider.js';
-import type { SessionRecord } from '../../sessions/store.js';
+import { PerSessionCache } from '../../sessions/per-session-cache.js';
 import { page } from '../../http/pages.js';
 import { normalizeHost, splitTarget, TargetError } from '../../http/normalize.js';
 import { ROUTED_METHODS } from '../../http/methods.js';
@@ -30,7 +30,7 @@ export class UpstreamExit implements Exit {
   readonly name = 'upstream';
   readonly afterChain = true;
   private readonly defaults: (UpstreamTarget | null)[];
-  private readonly perSession = new WeakMap<SessionRecord, UpstreamTarget>();
+  private readonly perSession = new PerSessionCache<UpstreamTarget>();
 
   /** Connection pool size and timeout for the transport (plugin.ts). */
   readonly transport: { connections: number; timeoutSeconds: number };

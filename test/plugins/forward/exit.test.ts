@@ -46,6 +46,19 @@ function fwdSession(): SessionRecord {
 }
 
 describe('authenticated', () => {
+  test('one answer per session, also when the store hands back a new record object for every read', () => {
+    const session = fwdSession();
+    const first = decide(h.nginx('https://fwd.localtest/a'), session);
+    const copy = decide(h.nginx('https://fwd.localtest/b'), structuredClone(session));
+    assert.equal(copy, first, 'the answer built for the session is reused');
+    const envoy = (s: SessionRecord) => {
+      const ctx = h.ctx({ url: '/outpost.goauthentik.io/auth/envoy/app', host: 'fwd.localtest', peer: '10.0.0.1', encrypted: false });
+      assert.equal(ctx.entry, 'envoy');
+      return decide(ctx, s);
+    };
+    assert.equal(envoy(structuredClone(session)), envoy(structuredClone(session)), 'Envoy answers too');
+  });
+
   test('200 with the identity headers, no-store and an empty body', () => {
     const ctx = h.nginx('https://fwd.localtest/app?x=1');
     const out = decide(ctx, fwdSession());

@@ -112,6 +112,23 @@ describe('identity headers of a session', () => {
     assert.deepEqual(c.identityHeaders, a.identityHeaders);
   });
 
+  test('the cache hits with a store that hands back a new object for every read: keyed by session id and issue time', () => {
+    const session = appSession();
+    const a = h.proxy('app', '/one');
+    a.session = session;
+    run(a);
+    const b = h.proxy('app', '/two');
+    b.session = structuredClone(session); // what a decoding store returns: equal, not the same object
+    run(b);
+    assert.equal(b.identityHeaders, a.identityHeaders, 'the same built headers for another copy of the same session');
+    // A record issued anew under the same id (a bearer token validated again) is built anew.
+    const reissued = h.proxy('app', '/three');
+    reissued.session = { ...structuredClone(session), createdAt: session.createdAt + 1, claims: { ...session.claims, preferred_username: 'bob' } };
+    run(reissued);
+    assert.notEqual(reissued.identityHeaders, a.identityHeaders);
+    assert.equal(reissued.identityHeaders!['x-authentik-username'], 'bob');
+  });
+
   test('anonymous: no identity headers', () => {
     const ctx = h.proxy('app', '/public/x');
     ctx.allowlisted = true;

@@ -110,6 +110,20 @@ describe('session overrides (decided at login)', () => {
     assert.equal(otherUser.upstream?.origin, 'http://b2.localtest');
     assert.equal(run(withHeaders('app', '/5', { hostHeader: 'h5.example' })).upstream?.origin, 'http://app-internal.localtest:8080');
   });
+
+  test('per session with a store that decodes a new object per read: keyed by session id and issue time', () => {
+    const session = h.session('app', { proxy: { backendOrigin: 'http://b6.localtest', backendHost: 'b6.localtest' } });
+    const first = h.proxy('app', '/6');
+    first.session = session;
+    const copy = h.proxy('app', '/7');
+    copy.session = structuredClone(session);
+    run(first);
+    run(copy);
+    assert.equal(copy.upstream, first.upstream, 'one target for both copies of the session');
+    const reissued = h.proxy('app', '/8');
+    reissued.session = { ...structuredClone(session), createdAt: session.createdAt + 1, proxy: { backendOrigin: 'http://b7.localtest', backendHost: 'b7.localtest' } };
+    assert.equal(run(reissued).upstream?.origin, 'http://b7.localtest', 'a record issued anew is not served the old target');
+  });
 });
 
 describe('forward entries', () => {
