@@ -7,7 +7,7 @@
 // a restart and deleted sessions stay deleted; a shared store (Redis) implements the same interface.
 //
 // A store may return one object per stored version of a session, or a new one on every read: the
-// stages' per-session caches are keyed by the record's id and issue time (per-session-cache.ts),
+// stages' per-session caches are keyed by the record's id and issue times (per-session-cache.ts),
 // so they hit with every store.
 
 import { createHash } from 'node:crypto';

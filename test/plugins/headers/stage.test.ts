@@ -127,6 +127,12 @@ describe('identity headers of a session', () => {
     run(reissued);
     assert.notEqual(reissued.identityHeaders, a.identityHeaders);
     assert.equal(reissued.identityHeaders!['x-authentik-username'], 'bob');
+    // A refresh keeps id and createdAt; its new tokens, claims and settings are a new tokensIssuedAt.
+    const refreshed = h.proxy('app', '/four');
+    refreshed.session = { ...structuredClone(session), tokensIssuedAt: session.createdAt + 60_000, idToken: 'refreshed.id.token', claims: { ...session.claims, groups: ['admins'] } };
+    run(refreshed);
+    assert.equal(refreshed.identityHeaders!['x-authentik-jwt'], 'refreshed.id.token');
+    assert.equal(refreshed.identityHeaders!['x-authentik-groups'], 'admins');
   });
 
   test('anonymous: no identity headers', () => {
