@@ -73,8 +73,9 @@ describe('login', () => {
     assert.ok(cookie, 'session cookie set at the callback');
     assert.match(cookie, /HttpOnly/);
     assert.match(cookie, /SameSite=Lax/);
-    // access_token_validity is 3600 and so is the token's lifetime, counted from its issue a moment ago.
-    assert.match(cookie, /Max-Age=(3599|3600);/);
+    // access_token_validity is 3600 and so is the token's lifetime, counted from its issue a moment ago
+    // (seconds pass between the issue and the callback on a loaded machine).
+    assert.match(cookie, /Max-Age=(359\d|3600);/);
     assert.doesNotMatch(cookie, /Secure/); // external_host is http
     assert.equal(callback.status, 302);
   });
