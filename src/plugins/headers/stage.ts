@@ -7,7 +7,7 @@ import { CONTINUE, type HeaderMap, type RequestContext, type Stage, type StageOu
 import type { ProviderRegistry, ProviderRuntime } from '../../config/provider.js';
 import type { SessionRecord, SessionStore } from '../../sessions/store.js';
 import { PerSessionCache } from '../../sessions/per-session-cache.js';
-import { withoutCookies } from '../../http/cookies.js';
+import { cookieRemover } from '../../http/cookies.js';
 import { HOP_BY_HOP_HEADERS } from '../../http/hop-by-hop.js';
 import { hasUnderscore } from '../../http/header-names.js';
 
@@ -121,19 +121,32 @@ interface IdentityHeaders {
   readonly flat: string[];
   /** The same, as an object, for forward-auth answers. */
   readonly map: HeaderMap;
-  /** Their names, to drop client copies. */
-  readonly names: Set<string>;
+  /**
+   * Their names that the `x-authentik-` prefix rule does not drop from the client's headers
+   * already: basic auth's `authorization` and the additionalHeaders names. Null when none.
+   */
+  readonly extraNames: ReadonlySet<string> | null;
 }
+
+/** What a client header's name alone decides (the verdict map, built once per stage). */
+const NEVER = 1;
+const TRUSTED_ONLY = 2;
+const AUTHORIZATION = 3;
+const COOKIE = 4;
 
 export class HeadersStage implements Stage {
   readonly name = 'headers';
   private readonly policy: HeaderPolicy;
   /** Identity headers per session, built on first use: claims do not change during a session. */
   private readonly cache = new PerSessionCache<IdentityHeaders>();
-  private readonly ownCookies: ReadonlySet<string>;
   private readonly stripAuthorization: boolean[];
-  /** additional_header_names of every provider: what additionalHeaders may produce on this outpost. */
-  private readonly declaredNames: ReadonlySet<string>;
+  /**
+   * One lookup per client header for what its name decides: never copied (hop-by-hop, reserved,
+   * and every provider's additional_header_names: what additionalHeaders may produce on this
+   * outpost), only from trusted proxies, and the two with their own rules.
+   */
+  private readonly verdicts: ReadonlyMap<string, number>;
+  private readonly removeOwnCookies: (header: string) => string | undefined;
   /** Names seen at any login (the store's live set, shared by replicas). */
   private readonly seenNames: ReadonlySet<string>;
 
@@ -146,9 +159,15 @@ export class HeadersStage implements Stage {
     this.policy = { outpostName, version: `portcullis/${version}` };
     // Every provider's cookies, not only the current one's: a forward_domain cookie scoped to the
     // whole domain reaches a proxy-mode application on a host of it, and could be replayed.
-    this.ownCookies = new Set(providers.all.flatMap((p) => [p.cookieName, p.flowCookieName]));
+    this.removeOwnCookies = cookieRemover(new Set(providers.all.flatMap((p) => [p.cookieName, p.flowCookieName])));
     this.stripAuthorization = providers.all.map((p) => p.config.basic_auth_enabled);
-    this.declaredNames = new Set(providers.all.flatMap((p) => [...p.additionalHeaderNames]));
+    const verdicts = new Map<string, number>([
+      ['authorization', AUTHORIZATION],
+      ['cookie', COOKIE],
+    ]);
+    for (const name of FROM_TRUSTED_PROXIES_ONLY) verdicts.set(name, TRUSTED_ONLY);
+    for (const name of [...NOT_COPIED, ...RESERVED, ...providers.all.flatMap((p) => [...p.additionalHeaderNames])]) verdicts.set(name, NEVER);
+    this.verdicts = verdicts;
     this.seenNames = store.headerNames();
   }
 
@@ -169,7 +188,8 @@ export class HeadersStage implements Stage {
         map[n] = v;
         flat.push(n, v);
       }
-      entry = { flat, map, names: new Set(pairs.map(([n]) => n)) };
+      const extra = pairs.map(([n]) => n).filter((n) => !n.startsWith(IDENTITY_PREFIX));
+      entry = { flat, map, extraNames: extra.length === 0 ? null : new Set(extra) };
       this.cache.set(session, entry);
     }
     return entry;
@@ -178,32 +198,41 @@ export class HeadersStage implements Stage {
   private upstreamHeaders(ctx: RequestContext, identity: IdentityHeaders | null): string[] {
     const src = ctx.headers;
     const out: string[] = [];
-    const connectionListed = src.connection ? src.connection.toLowerCase().split(',').map((s) => s.trim()) : null;
+    const connection = src.connection;
+    // `keep-alive` and `close` name no header to drop: spare the common case the parsing.
+    const connectionListed = connection === undefined || connection === '' || connection === 'keep-alive' || connection === 'close' ? null : connection.toLowerCase().split(',').map((s) => s.trim());
     // The token that authenticated this request is Portcullis's credential, not the upstream's.
     const stripAuth = this.stripAuthorization[ctx.provider.index]! || ctx.headerAuth === 'accepted';
+    const trusted = ctx.peerTrusted;
+    const extraNames = identity === null ? null : identity.extraNames;
+    const verdicts = this.verdicts;
     for (const name in src) {
       const value = src[name];
       // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) belong to the client's hop.
       if (value === undefined || name.charCodeAt(0) === 58 /* : */) continue;
-      const norm = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
-      if (NOT_COPIED.has(norm) || RESERVED.has(norm) || norm.startsWith(IDENTITY_PREFIX)) continue;
-      if (!ctx.peerTrusted && FROM_TRUSTED_PROXIES_ONLY.has(norm)) continue;
-      if (connectionListed !== null && connectionListed.includes(norm)) continue;
-      if (identity !== null && identity.names.has(norm)) continue;
-      // Any name additionalHeaders can produce on this outpost, whoever the user (or nobody).
-      if (this.declaredNames.has(norm) || this.seenNames.has(norm)) continue;
-      if (norm === 'authorization' && stripAuth) continue;
-      if (norm !== name) continue; // an underscore spelling of anything is dropped: some servers fold it into `-`
-      if (name === 'cookie') {
-        const rest = withoutCookies(value as string, this.ownCookies);
-        if (rest !== undefined) out.push('cookie', rest);
-        continue;
+      // An underscore spelling of anything is dropped: some servers fold it into `-`.
+      if (hasUnderscore(name)) continue;
+      const verdict = verdicts.get(name);
+      if (verdict !== undefined) {
+        if (verdict === NEVER || (verdict === TRUSTED_ONLY && !trusted) || (verdict === AUTHORIZATION && stripAuth)) continue;
+        if (verdict === COOKIE) {
+          // Claims can never name `cookie` (header-names.ts): only the Connection header could drop it.
+          if (connectionListed !== null && connectionListed.includes(name)) continue;
+          const rest = this.removeOwnCookies(value as string);
+          if (rest !== undefined) out.push('cookie', rest);
+          continue;
+        }
       }
+      if (name.startsWith(IDENTITY_PREFIX)) continue;
+      if (connectionListed !== null && connectionListed.includes(name)) continue;
+      if (extraNames !== null && extraNames.has(name)) continue;
+      // Any name additionalHeaders produced at a login on this outpost, whoever the user (or nobody).
+      if (this.seenNames.has(name)) continue;
       if (typeof value === 'string') out.push(name, value);
       else if (name === 'set-cookie') for (const v of value) out.push(name, v);
       else out.push(name, value.join(', '));
     }
-    const xff = ctx.peerTrusted ? src['x-forwarded-for'] : undefined;
+    const xff = trusted ? src['x-forwarded-for'] : undefined;
     out.push(
       'x-forwarded-for',
       xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${ctx.peerIp}` : ctx.peerIp,
@@ -212,10 +241,7 @@ export class HeadersStage implements Stage {
       'x-forwarded-host',
       ctx.target.host,
     );
-    if (identity !== null) {
-      const flat = identity.flat;
-      for (let i = 0; i < flat.length; i++) out.push(flat[i]!);
-    }
-    return out;
+    // One copy of the session's list, not a push per entry.
+    return identity === null ? out : out.concat(identity.flat);
   }
 }
