@@ -1,7 +1,7 @@
 // The forward-auth endpoints: where a reverse proxy asks "may this request pass, and as whom?".
 // Each resolver recognises its path under /outpost.goauthentik.io/auth/ and reads the original
 // request (method, scheme, host, target) from what that reverse proxy sends; the context factory
-// then normalizes it and the ordinary chain (auth → allowlist → mappings → headers → forward)
+// then normalizes it and the ordinary chain (auth → allowlist → access_rules → headers, then the forward exit)
 // decides, exactly as for a proxied request.
 //
 //  endpoint       original request from                                   not authenticated
