@@ -282,7 +282,7 @@ export interface HeaderAuthOptions {
 }
 
 export class HeaderAuthenticator {
-  /** Accepted tokens (the SessionRecord object is reused: the header stage caches per record). */
+  /** Accepted tokens: one SessionRecord per token while cached, so its id and createdAt — the key of the header stage's per-session cache — stay the same. */
   private readonly accepted = new Map<string, Entry>();
   /** Refused tokens and IdP failures, in their own map: a flood of bad tokens never evicts good ones. */
   private readonly refusedCache = new Map<string, Entry>();
