@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Response } from 'playwright-core';
+import { type Browser, type BrowserContext, type Response } from 'playwright-core';
 import { startStack, type Stack } from '../support/stack.js';
+import { launchChromium } from '../support/chromium.js';
 import { httpGet } from '../support/browserless.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const HOST = 'app.localtest';
 
 let stack: Stack;
@@ -21,20 +21,7 @@ let shots: string;
 before(async () => {
   shots = mkdtempSync(join(tmpdir(), 'portcullis-browser-'));
   stack = await startStack({ providers: [{ name: 'app', host: HOST }] });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--host-resolver-rules=MAP *.localtest 127.0.0.1',
-    ],
-  });
+  browser = await launchChromium();
   context = await browser.newContext();
 });
 

@@ -5,11 +5,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import { type Browser, type BrowserContext } from 'playwright-core';
 import { startStack, type Stack } from '../support/stack.js';
+import { launchChromium } from '../support/chromium.js';
 import { httpGet } from '../support/browserless.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const HOST = 'front.localtest';
 
 let stack: Stack;
@@ -19,20 +19,7 @@ let attacker: http.Server | undefined;
 
 before(async () => {
   stack = await startStack({ providers: [{ name: 'front', host: HOST, client: { frontchannel_logout: true } }] });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--host-resolver-rules=MAP *.localtest 127.0.0.1',
-    ],
-  });
+  browser = await launchChromium();
   context = await browser.newContext();
 });
 

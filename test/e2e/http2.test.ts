@@ -14,9 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
 import WebSocket from 'ws';
 import { startStack, freePort, type Stack } from '../support/stack.js';
+import { launchChromium } from '../support/chromium.js';
 import { StageRegistry } from '../../src/pipeline/registry.js';
 import { CONTINUE, defineStage } from '../../src/pipeline/contract.js';
 import { CookieJar, httpGet, loginThrough, followRedirects, parseForms, submitForm } from '../support/browserless.js';
@@ -295,20 +296,7 @@ describe('Chromium', () => {
   after(async () => browser?.close().catch(() => undefined));
 
   test('logs in through the IdP and loads the application and its assets over h2', async () => {
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--host-resolver-rules=MAP *.localtest 127.0.0.1',
-      ],
-    });
+    browser = await launchChromium();
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     const page = await context.newPage();
     page.setDefaultTimeout(30_000);
