@@ -111,6 +111,28 @@ test('the same stored version is the same object (stage caches hit); a replaced 
   assert.equal(s.get('s1'), undefined);
 });
 
+test('a cached record is served only while its row is unchanged: a replaced, ended or expired session is seen at once, in memory and on a file', async (t) => {
+  for (const path of [null, join(tempDir(t), 'sessions.db')]) {
+    const where = path === null ? 'in memory' : 'on a file';
+    const s = await openStore(path);
+    t.after(() => s.close());
+    await s.put(record('c1', 'alice'));
+    const first = s.get('c1');
+    assert.equal(s.get('c1'), first, `${where}: served from the cache`);
+    await s.put({ ...record('c1', 'alice'), claims: { sub: 'alice', email: 'replaced@example.com' } });
+    assert.equal(s.get('c1')?.claims.email, 'replaced@example.com', `${where}: the replaced row`);
+    // Ended by a write that does not touch this process's cache (a sign-out of every session of the user).
+    assert.equal(await s.deleteUser(record('c1', 'alice').userKey), 1);
+    assert.equal(s.get('c1'), undefined, `${where}: the ended session`);
+    // Expired while cached, with no write since.
+    await s.put(record('c2', 'bob', 'app', 300));
+    assert.ok(s.get('c2'));
+    assert.ok(s.get('c2'));
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(s.get('c2'), undefined, `${where}: the expired session`);
+  }
+});
+
 test('a journal of the older store is migrated on first start: users stay signed in, signed-out ones stay out', async (t) => {
   const dir = tempDir(t);
   const journal = join(dir, 'sessions.jsonl');
