@@ -21,6 +21,7 @@ import { ConfigError, type ConfigIssue } from '../config/load.js';
 import { buildProviders, OUTPOST_PREFIX, type ProviderRegistry } from '../config/provider.js';
 import { AUTH_EVENTS, CONFIG, LOGGER, NO_AUTH_EVENTS, PROVIDERS, SESSION_STORE, VERSION, WEBSOCKETS } from '../pipeline/tokens.js';
 import type { Logger } from '../pipeline/logger.js';
+import { lazyChildLoggerFactory } from './request-logger.js';
 import { StageRegistry } from '../pipeline/registry.js';
 import { buildChain, DEFAULT_CHAIN, type BuiltStage } from '../pipeline/chain.js';
 import { ContextFactory, rewriteRequestUrl } from '../pipeline/context.js';
@@ -264,8 +265,11 @@ export class Outpost {
     // The Fastify instance gets a server that never listens: upgrade events are re-emitted on it
     // (the WebSocket proxy listens there), requests go to the handler captured here.
     const server = http.createServer();
+    // At level silent Fastify gets no logger: request.log is then its no-op logger, and a request
+    // pays for no child logger and no response listeners.
+    const silent = !this.log.isLevelEnabled('fatal');
     const app: FastifyInstance = Fastify({
-      loggerInstance: this.log as unknown as import('fastify').FastifyBaseLogger,
+      ...(silent ? { logger: false } : { loggerInstance: this.log as unknown as import('fastify').FastifyBaseLogger, childLoggerFactory: lazyChildLoggerFactory as never }),
       // One line per request is written by the onResponse hook below, without the query string.
       logController: new LogController({ disableRequestLogging: true }),
       genReqId: () => randomUUID(),
@@ -297,26 +301,31 @@ export class Outpost {
     // post to an address that is no provider's external_host).
     const idpLog = (this.log as unknown as Logger).child({ component: 'idp-logout' });
     await app.register(idpLogoutRoutes, { logout: new IdpLogout(this.providers, this.store, idpLog), log: idpLog });
-    const logRequests = this.log.isLevelEnabled('info');
-    app.addHook('onResponse', (request, reply, done) => {
-      if (!logRequests) return done();
-      const ctx = request.portcullis;
-      request.log.info(
-        {
-          method: request.method,
-          host: ctx?.target.host ?? request.headers.host,
-          path: ctx?.target.path ?? request.url.split('?')[0],
-          status: reply.statusCode,
-          ms: Math.round(reply.elapsedTime * 100) / 100,
-          provider: ctx?.provider.name,
-          entry: ctx?.entry,
-          remote: ctx?.clientIp ?? request.socket.remoteAddress,
-        },
-        'request',
-      );
-      done();
-    });
-    // Decided here, once: without metrics there is no hook and no per-request work at all.
+    // Decided here, once: below level info there is no hook and no per-request work at all.
+    const log = this.log;
+    if (log.isLevelEnabled('info')) {
+      app.addHook('onResponse', (request, reply, done) => {
+        const ctx = request.portcullis;
+        // Through the outpost's logger, with reqId in the line: request.log's child is made only
+        // when a request logs something else (request-logger.ts).
+        log.info(
+          {
+            reqId: request.id,
+            method: request.method,
+            host: ctx?.target.host ?? request.headers.host,
+            path: ctx?.target.path ?? request.url.split('?')[0],
+            status: reply.statusCode,
+            ms: Math.round(reply.elapsedTime * 100) / 100,
+            provider: ctx?.provider.name,
+            entry: ctx?.entry,
+            remote: ctx?.clientIp ?? request.socket.remoteAddress,
+          },
+          'request',
+        );
+        done();
+      });
+    }
+    // Also decided once: without metrics there is no hook and no per-request work at all.
     const metrics = this.metrics;
     if (metrics !== null) {
       app.addHook('onResponse', (request, reply, done) => {
