@@ -8,44 +8,53 @@ import { HOP_BY_HOP_HEADERS } from './hop-by-hop.js';
 /**
  * Writes a stage's answer, with any cookies a stage asked to set. The answer is complete (status,
  * headers, body are all known), so it is written to the socket in one `writeHead` + `end` with
- * the headers as a flat list — cached per headers object, since stages reuse frozen answers
- * (a forward-auth decision is the same for every request of a session). Fastify's onResponse
- * hooks (the request log) still run.
+ * the headers as a flat list (made once for a frozen answer). Fastify's onResponse hooks (the
+ * request log) still run.
  */
 export function sendRespond(reply: FastifyReply, ctx: RequestContext | null, out: Respond): FastifyReply {
-  const body = out.body ?? '';
-  const headers = (out.headers === undefined ? EMPTY : flatHeaders(out.headers)).slice();
+  let headers = headerList(out);
   const cookies = ctx?.setCookies;
-  if (cookies) for (const c of cookies) headers.push('set-cookie', c);
-  headers.push('content-length', String(Buffer.byteLength(body)));
+  if (cookies) {
+    const withCookies = headers.slice();
+    for (const c of cookies) withCookies.push('set-cookie', c);
+    headers = withCookies;
+  }
   // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2; Node throws on them): a stage
   // that sets one for HTTP/1.1 still answers h2 clients.
-  if (reply.request.raw.httpVersionMajor === 2) dropHopByHop(headers);
+  if (reply.request.raw.httpVersionMajor === 2) headers = withoutHopByHop(headers);
   reply.hijack();
-  reply.raw.writeHead(out.status, headers);
-  reply.raw.end(body);
+  reply.raw.writeHead(out.status, headers as string[]);
+  reply.raw.end(out.body ?? '');
   return reply;
 }
 
-function dropHopByHop(list: string[]): void {
-  for (let i = list.length - 2; i >= 0; i -= 2) if (HOP_BY_HOP_HEADERS.has(list[i]!.toLowerCase())) list.splice(i, 2);
+function withoutHopByHop(list: readonly string[]): readonly string[] {
+  const out: string[] = [];
+  for (let i = 0; i < list.length; i += 2) if (!HOP_BY_HOP_HEADERS.has(list[i]!.toLowerCase())) out.push(list[i]!, list[i + 1]!);
+  return out;
 }
 
-const EMPTY: readonly string[] = Object.freeze([]);
-const flattened = new WeakMap<object, readonly string[]>();
+const complete = new WeakMap<Respond, readonly string[]>();
 
-function flatHeaders(headers: Readonly<Record<string, string | string[]>>): readonly string[] {
-  let list = flattened.get(headers);
+/**
+ * The answer's headers as a flat list, Content-Length included. Stages reuse frozen answers (a
+ * forward-auth decision is the same for every request of a session): the list of a frozen answer
+ * is made once.
+ */
+function headerList(out: Respond): readonly string[] {
+  const frozen = Object.isFrozen(out) && (out.headers === undefined || Object.isFrozen(out.headers));
+  let list = frozen ? complete.get(out) : undefined;
   if (list === undefined) {
-    const out: string[] = [];
+    const made: string[] = [];
+    const headers = out.headers ?? {};
     for (const name in headers) {
       const v = headers[name]!;
-      if (typeof v === 'string') out.push(name, v);
-      else for (const one of v) out.push(name, one);
+      if (typeof v === 'string') made.push(name, v);
+      else for (const one of v) made.push(name, one);
     }
-    list = Object.freeze(out);
-    // Only frozen answers are reused by stages; others are built per request.
-    if (Object.isFrozen(headers)) flattened.set(headers, list);
+    made.push('content-length', String(Buffer.byteLength(out.body ?? '')));
+    list = made;
+    if (frozen) complete.set(out, Object.freeze(made));
   }
   return list;
 }
