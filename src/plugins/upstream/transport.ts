@@ -27,33 +27,16 @@ export function createForwarder(opts: TransportOptions) {
 
   return function forward(request: FastifyRequest, reply: FastifyReply): void {
     const ctx = request.portcullis!;
-    const target = ctx.upstream!;
-    const res = reply.raw;
     const t = ctx.target;
     const body = requestBody(request);
     reply.hijack();
-
-    let resume: (() => void) | null = null;
-    const onDrain = () => resume?.();
-    let aborted = false;
-    let abortUpstream: ((err?: Error) => void) | null = null;
-    /** The final status written to the client (0 until then). */
-    let status = 0;
-    const onClientClose = () => {
-      // The client went away before the answer was complete: stop the upstream request too.
-      if (!res.writableFinished) {
-        aborted = true;
-        abortUpstream?.(new Error('client closed the connection'));
-      }
-    };
-    res.on('close', onClientClose);
+    const answer = new UpstreamAnswer(request, reply, ctx);
     // `Expect: 100-continue`: the server leaves the answer to us (see outpost.ts), so the client
     // is told to send its body only now, when every stage has let the request through.
-    if (expectsContinue(request.headers.expect)) res.writeContinue();
-
+    if (expectsContinue(request.headers.expect)) reply.raw.writeContinue();
     dispatcher.dispatch(
       {
-        origin: target.origin,
+        origin: ctx.upstream!.origin,
         path: t.query === '' ? t.path : `${t.path}?${t.query}`,
         method: request.method as Dispatcher.HttpMethod,
         headers: ctx.upstreamHeaders!,
@@ -61,63 +44,110 @@ export function createForwarder(opts: TransportOptions) {
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
       },
-      {
-        onConnect(abort: (err?: Error) => void) {
-          abortUpstream = abort;
-          if (aborted) abort(new Error('client closed the connection'));
-        },
-        onHeaders(statusCode: number, rawHeaders: Buffer[], resumeUpstream: () => void): boolean {
-          if (statusCode < 200) {
-            // An interim answer (undici calls onHeaders again with the final one). 103 Early
-            // Hints are passed on when they carry Link headers; other 1xx concern only the hop.
-            if (statusCode === 103) earlyHints(res, rawHeaders);
-            return true;
-          }
-          const out = answerHeaders(rawHeaders);
-          // A 204 has no body and must not carry Content-Length (RFC 9110 §8.6): an upstream's is dropped.
-          if (statusCode === 204) dropContentLength(out);
-          if (ctx.setCookies !== null) for (const c of ctx.setCookies) out.push('set-cookie', c);
-          res.writeHead(statusCode, out);
-          status = statusCode;
-          resume = resumeUpstream;
-          return true;
-        },
-        onData(chunk: Buffer): boolean {
-          if (res.write(chunk)) return true;
-          // Back-pressure: undici pauses until the client has taken what was written.
-          res.once('drain', onDrain);
-          return false;
-        },
-        onComplete() {
-          res.removeListener('close', onClientClose);
-          res.end();
-        },
-        onError(err: Error & { code?: string }) {
-          res.removeListener('close', onClientClose);
-          if (aborted) return;
-          if (res.headersSent) {
-            if (err.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' && (status === 204 || status === 304)) {
-              // undici checks Content-Length against the body even where the status has none
-              // (a 304 may state the representation's length). The answer is complete; undici
-              // drops the upstream connection, whose framing can no longer be trusted.
-              res.end();
-              return;
-            }
-            // The answer had begun: the only honest signal left is a cut connection.
-            request.log.warn({ reqId: request.id, path: t.path, err: { message: err.message, code: err.code }, upstream: target.origin, status }, 'upstream answer cut: client connection closed');
-            res.destroy(err);
-            return;
-          }
-          failed(request, reply, ctx, err);
-        },
-        onUpgrade() {
-          // Upgrades go through the WebSocket proxy, never here.
-          request.log.warn({ reqId: request.id, path: t.path, upstream: target.origin }, 'upstream switched protocols on a plain request: client connection closed');
-          res.destroy();
-        },
-      } as unknown as Dispatcher.DispatchHandler,
+      answer as unknown as Dispatcher.DispatchHandler,
     );
   };
+}
+
+/**
+ * One proxied request's undici handler: the upstream's answer written to the client as it comes.
+ * A class, not closures: a request allocates one object, and its callbacks are shared methods.
+ */
+class UpstreamAnswer {
+  private readonly res: ServerResponse;
+  private abortUpstream: ((err?: Error) => void) | null = null;
+  /** The client went away first. */
+  private aborted = false;
+  /** The final status written to the client (0 until then). */
+  private status = 0;
+  private resumeUpstream: (() => void) | null = null;
+  private readonly clientClosed: () => void;
+  private readonly drained: () => void;
+
+  constructor(
+    private readonly request: FastifyRequest,
+    private readonly reply: FastifyReply,
+    private readonly ctx: RequestContext,
+  ) {
+    this.res = reply.raw;
+    this.clientClosed = this.onClientClose.bind(this);
+    this.drained = this.onDrain.bind(this);
+    this.res.on('close', this.clientClosed);
+  }
+
+  private onClientClose(): void {
+    // The client went away before the answer was complete: stop the upstream request too.
+    if (!this.res.writableFinished) {
+      this.aborted = true;
+      this.abortUpstream?.(new Error('client closed the connection'));
+    }
+  }
+
+  private onDrain(): void {
+    this.resumeUpstream?.();
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortUpstream = abort;
+    if (this.aborted) abort(new Error('client closed the connection'));
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resumeUpstream: () => void): boolean {
+    const res = this.res;
+    if (statusCode < 200) {
+      // An interim answer (undici calls onHeaders again with the final one). 103 Early
+      // Hints are passed on when they carry Link headers; other 1xx concern only the hop.
+      if (statusCode === 103) earlyHints(res, rawHeaders);
+      return true;
+    }
+    const out = answerHeaders(rawHeaders);
+    // A 204 has no body and must not carry Content-Length (RFC 9110 §8.6): an upstream's is dropped.
+    if (statusCode === 204) dropContentLength(out);
+    const cookies = this.ctx.setCookies;
+    if (cookies !== null) for (const c of cookies) out.push('set-cookie', c);
+    res.writeHead(statusCode, out);
+    this.status = statusCode;
+    this.resumeUpstream = resumeUpstream;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    // Back-pressure: undici pauses until the client has taken what was written.
+    this.res.once('drain', this.drained);
+    return false;
+  }
+
+  onComplete(): void {
+    this.res.removeListener('close', this.clientClosed);
+    this.res.end();
+  }
+
+  onError(err: Error & { code?: string }): void {
+    const res = this.res;
+    res.removeListener('close', this.clientClosed);
+    if (this.aborted) return;
+    if (res.headersSent) {
+      if (err.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' && (this.status === 204 || this.status === 304)) {
+        // undici checks Content-Length against the body even where the status has none
+        // (a 304 may state the representation's length). The answer is complete; undici
+        // drops the upstream connection, whose framing can no longer be trusted.
+        res.end();
+        return;
+      }
+      // The answer had begun: the only honest signal left is a cut connection.
+      this.request.log.warn({ reqId: this.request.id, path: this.ctx.target.path, err: { message: err.message, code: err.code }, upstream: this.ctx.upstream!.origin, status: this.status }, 'upstream answer cut: client connection closed');
+      res.destroy(err);
+      return;
+    }
+    failed(this.request, this.reply, this.ctx, err);
+  }
+
+  onUpgrade(): void {
+    // Upgrades go through the WebSocket proxy, never here.
+    this.request.log.warn({ reqId: this.request.id, path: this.ctx.target.path, upstream: this.ctx.upstream!.origin }, 'upstream switched protocols on a plain request: client connection closed');
+    this.res.destroy();
+  }
 }
 
 function expectsContinue(v: string | undefined): boolean {
