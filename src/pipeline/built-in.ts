@@ -5,7 +5,8 @@
 // definitions, keyed by the very deps object it hands to `create`. Nothing here is exported from
 // the package's entry point. (A contract, not a sandbox: stages run in-process.)
 import type { DependencyContainer } from 'tsyringe';
-import type { StageDefinition, StageDeps } from './contract.js';
+import type { FastifyInstance } from 'fastify';
+import type { Stage, StageDefinition, StageDeps } from './contract.js';
 import type { PortcullisConfig } from '../config/schema.js';
 import type { ProviderRegistry } from '../config/provider.js';
 import type { SessionStore } from '../sessions/store.js';
@@ -22,17 +23,26 @@ export interface BuiltInDeps {
   readonly container: DependencyContainer;
 }
 
+/**
+ * A built-in stage may also have a Fastify side (routes, hooks of its own), registered in the
+ * pipeline scope as a plugin. Third-party stages have none: a Fastify scope would hand them every
+ * request's whole context and the routes, around the contract.
+ */
+export interface BuiltInStageDefinition<Options = unknown> extends StageDefinition<Options> {
+  fastify?(scope: FastifyInstance, stage: Stage): Promise<void>;
+}
+
 const builtIn = new WeakSet<object>();
 const issued = new WeakMap<object, BuiltInDeps>();
 
 /** A built-in stage's definition: frozen, and recorded as entitled to the internal deps. */
-export function defineBuiltInStage<Options>(definition: StageDefinition<Options>): StageDefinition<Options> {
+export function defineBuiltInStage<Options>(definition: BuiltInStageDefinition<Options>): BuiltInStageDefinition<Options> {
   const frozen = Object.freeze(definition);
   builtIn.add(frozen);
   return frozen;
 }
 
-export function isBuiltInStage(definition: StageDefinition<unknown>): boolean {
+export function isBuiltInStage(definition: StageDefinition<unknown>): definition is BuiltInStageDefinition<unknown> {
   return builtIn.has(definition);
 }
 

@@ -8,7 +8,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { DependencyContainer } from 'tsyringe';
-import type { FastifyInstance } from 'fastify';
 import type { SessionRecord } from '../sessions/store.js';
 import type { Logger } from './logger.js';
 
@@ -242,11 +241,6 @@ export interface StageDefinition<Options = unknown> {
   readonly writes?: readonly ContextField[];
   /** Build the stage, once per config load: compile everything here, not per request. */
   create(deps: StageDeps<Options>, options: Options): Stage | Promise<Stage>;
-  /**
-   * Optional Fastify side of the stage, run inside the pipeline scope after its hook is added:
-   * e.g. the upstream stage registers the proxy route and its connection pools here.
-   */
-  fastify?(scope: FastifyInstance, stage: Stage): Promise<void>;
 }
 
 /** The options schema of a stage that takes none: any option given is a config error. */

@@ -10,6 +10,7 @@ import { runToExit } from './exits.js';
 import type { Door } from './doors.js';
 import { ROUTED_METHODS } from '../http/methods.js';
 import { isPromise } from './maybe-async.js';
+import { isBuiltInStage } from './built-in.js';
 import { page } from '../http/pages.js';
 import { sendRespond } from '../http/respond.js';
 
@@ -51,11 +52,12 @@ export function doorHook(door: Door, stages: readonly Stage[]): onRequestHookHan
   };
 }
 
-/** A stage's Fastify parts, if it brings any (its decisions run in the door's hook, not in a hook of its own). */
+/** A stage as a Fastify plugin, with a built-in stage's Fastify parts if it has any (its decisions run in the door's hook, not in a hook of its own). */
 export function stagePlugin(built: BuiltStage) {
+  const definition = built.definition;
   return fp(
     async (scope: FastifyInstance) => {
-      if (built.definition.fastify) await built.definition.fastify(scope, built.stage);
+      if (isBuiltInStage(definition) && definition.fastify) await definition.fastify(scope, built.stage);
     },
     { name: `portcullis-stage-${built.stage.name}`, fastify: '5.x' },
   );

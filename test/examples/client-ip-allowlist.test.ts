@@ -88,11 +88,13 @@ function declarationClosure(entry: string): { files: string[]; packages: string[
   return { files: [...files].map((f) => relative(join(portcullisPkg, 'dist/src'), f)).sort(), packages: [...packages].sort() };
 }
 
-test("the built 'portcullis' entry point's .d.ts drags in the stage contract only: no internal module, no openid-client", () => {
+test("the built 'portcullis' entry point's .d.ts drags in the stage contract only: no internal module, no openid-client, no fastify", () => {
   const { files, packages } = declarationClosure(join(portcullisPkg, 'dist/src/index.d.ts'));
   assert.deepEqual(files, ['http/pages.d.ts', 'index.d.ts', 'pipeline/contract.d.ts', 'pipeline/logger.d.ts', 'pipeline/registry.d.ts', 'pipeline/stage-tokens.d.ts', 'sessions/store.d.ts', 'version.d.ts']);
-  for (const p of packages) assert.ok(['@sinclair/typebox', 'fastify', 'node:http', 'tsyringe'].includes(p), `package ${p} in the public types`);
+  for (const p of packages) assert.ok(['@sinclair/typebox', 'node:http', 'tsyringe'].includes(p), `package ${p} in the public types`);
+  // Neither the OpenID client nor Fastify: a stage is no Fastify plugin of its own.
   assert.ok(!packages.includes('openid-client'));
+  assert.ok(!packages.includes('fastify'));
   // The embedding API is its own entry point, `portcullis/embed`.
   const pkg = JSON.parse(readFileSync(join(portcullisPkg, 'package.json'), 'utf8')) as { exports: Record<string, { types: string; default: string }> };
   assert.ok(existsSync(join(portcullisPkg, pkg.exports['./embed']!.types)));
