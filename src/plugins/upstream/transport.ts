@@ -14,6 +14,8 @@ import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../../pipeline/contract.js';
 import { page } from '../../http/pages.js';
 import { HOP_BY_HOP_HEADERS } from '../../http/hop-by-hop.js';
+
+const HOP_BY_HOP_LENGTHS: ReadonlySet<number> = new Set([...HOP_BY_HOP_HEADERS].map((n) => n.length));
 import { sendRespond } from '../../http/respond.js';
 
 
@@ -179,11 +181,15 @@ export function answerHeaders(rawHeaders: Buffer[]): string[] {
   const out: string[] = [];
   let listed: Set<string> | null = null;
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i]!.toString('latin1');
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP_HEADERS.has(lower)) {
-      if (lower === 'connection') listed = connectionOptions(rawHeaders[i + 1]!.toString('latin1'), listed);
-      continue;
+    const raw = rawHeaders[i]!;
+    const name = raw.toString('latin1');
+    // Only a name of a hop-by-hop header's length is lowercased and looked up.
+    if (HOP_BY_HOP_LENGTHS.has(raw.length)) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP_HEADERS.has(lower)) {
+        if (lower === 'connection') listed = connectionOptions(rawHeaders[i + 1]!.toString('latin1'), listed);
+        continue;
+      }
     }
     out.push(name, rawHeaders[i + 1]!.toString('latin1'));
   }
@@ -195,6 +201,11 @@ export function answerHeaders(rawHeaders: Buffer[]): string[] {
 
 /** The header names a Connection value lists (`close` and `keep-alive` name no header). */
 function connectionOptions(value: string, into: Set<string> | null): Set<string> | null {
+  // The usual values name no header: spare them the parsing.
+  if (value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close') return into;
+  }
   for (const part of value.split(',')) {
     const token = part.trim().toLowerCase();
     if (token === '' || token === 'close' || token === 'keep-alive') continue;
