@@ -20,7 +20,7 @@ import { summarizeProfile } from './lib/profile.js';
 
 const HELP = `Usage: npm run bench -- [options]
   --only <list>            stages,e2e,memory (default: all three)
-  --scenarios <list>       e2e scenario numbers, e.g. 2,3,5 (default: all, 1-17)
+  --scenarios <list>       e2e scenario numbers, e.g. 2,3,5 (default: all, 1-18)
   --duration <s>           seconds per scenario per round (default 5)
   --rounds <n>             interleaved rounds (default 3)
   --warmup <s>             warm-up seconds per scenario (default 2)

@@ -35,6 +35,7 @@ export const SCENARIOS: readonly ScenarioDef[] = [
   { id: 15, key: 'h2-1conn', label: 'Portcullis proxy, authenticated, HTTPS listener, HTTP/2: 1 connection × N streams' },
   { id: 16, key: 'h2-nconn', label: 'the same, HTTP/2: N connections × 1 stream' },
   { id: 17, key: 'h1-tls', label: 'the same, HTTP/1.1 over TLS: N connections' },
+  { id: 18, key: 'proxy-floor', label: 'floor of 3: a Fastify route + one undici dispatch with the upstream headers of 3, no decision' },
 ];
 
 /** The HTTPS scenarios (15-17) are loaded by h2load with N = --connections. */
@@ -158,6 +159,8 @@ async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
   const targets: Target[] = [];
   /** The identity headers of the decision answer (scenario 5), replayed by scenario 9. */
   let decisionHeaders: Record<string, string> | null = null;
+  /** What the upstream received from Portcullis in scenario 3 (for the floor, 18). */
+  let upstreamHeaders: Record<string, string> | null = null;
   const results = new Map<number, ScenarioResult>();
   const def = (id: number) => SCENARIOS.find((s) => s.id === id)!;
   const skip = (id: number, note: string) => {
@@ -182,6 +185,7 @@ async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
       const seen = echo.status === 200 ? (JSON.parse(echo.body) as { headers: Record<string, string> }).headers : {};
       if (seen['x-authentik-username'] !== 'alice') throw new Error(`proxy-auth probe: upstream did not see the identity headers (status ${echo.status})`);
       targets.push({ def: def(3), server: s, url: local(s.info.port), headers: { host, cookie } });
+      upstreamHeaders = Object.fromEntries(Object.entries(seen).filter(([k]) => !['host', 'connection', 'content-length', 'transfer-encoding'].includes(k)));
     }
     if (want.has(4)) targets.push({ def: def(4), server: s, url: local(s.info.port, '/public/data'), headers: { host } });
   }
@@ -211,6 +215,14 @@ async function runIn(env: Env, opts: E2EOptions): Promise<ScenarioResult[]> {
       const s = await startNodeServer('hello-identity', 'hello', { headers: decisionHeaders });
       env.children.push(s);
       targets.push({ def: def(9), server: s, url: local(s.info.port), headers: {} });
+    }
+  }
+  if (want.has(18)) {
+    if (!upstreamHeaders) skip(18, 'needs scenario 3 (the headers its upstream receives)');
+    else {
+      const s = await startNodeServer('proxy-floor', 'proxy-floor', { upstream: env.upstreamUrl, headers: upstreamHeaders });
+      env.children.push(s);
+      targets.push({ def: def(18), server: s, url: local(s.info.port), headers: {} });
     }
   }
   if (want.has(6)) {

@@ -208,6 +208,16 @@ function targetLines(r: Results): string[] {
   row('auth/nginx decision (5) ≥ 0.8× Fastify hello world (6)', pairedRatio(by(5), by(6)), 0.8);
   const sameHeaders = pairedRatio(by(5), by(9));
   if (sameHeaders !== undefined) out.push(`| (for reference) auth/nginx decision (5) vs hello world sending the same identity headers (9) | ${sameHeaders.toFixed(2)}× | – |`);
+  // The floors: the same parts doing no decision, in the same rounds. CPU above them is Portcullis's own.
+  const own = (a: number, b: number, what: string) => {
+    const x = by(a)?.cpuUsPerReq;
+    const y = by(b)?.cpuUsPerReq;
+    if (x !== undefined && y !== undefined && Number.isFinite(x) && Number.isFinite(y)) out.push(`| (where the time goes) ${what} | ${x.toFixed(1)} − ${y.toFixed(1)} = ${(x - y).toFixed(1)} µs of CPU per request | – |`);
+  };
+  own(3, 18, "Portcullis's own work per proxied request: proxy authenticated (3) minus its floor (18), the same Fastify + undici path with the same upstream headers and no decision");
+  own(5, 9, "Portcullis's own work per decision: auth/nginx (5) minus hello world sending the same identity headers (9)");
+  const floor = by(18)?.cpuUsPerReq;
+  if (floor !== undefined && Number.isFinite(floor)) out.push(`| (for reference) the floor (18) against the 60 µs target | ${floor.toFixed(1)} µs | ${floor <= 60 ? 'under' : '**over**: no decision at all meets 60 µs on this stack here'} |`);
   const express = by(7);
   if (express?.status === 'ok') out.push(`| Portcullis proxy authenticated (3) ahead of express + express-openid-connect (7) | ${pairedRatio(by(3), express)?.toFixed(1) ?? '–'}× | ${(pairedRatio(by(3), express) ?? 0) >= 2 ? 'met' : '**missed**'} |`);
   if (r.memory) {
