@@ -233,7 +233,9 @@ export class ContextFactory {
     // A caller believed for the original URL is believed for the client address too: a loopback
     // reverse proxy (the default) vouches for the last X-Forwarded-For hop, which it set itself.
     const clientIp = peerTrusted
-      ? proxyaddr(req as unknown as Parameters<typeof proxyaddr>[0], this.trust)
+      ? headers['x-forwarded-for'] === undefined
+        ? peerIp // what proxy-addr answers without the header, without its parse
+        : proxyaddr(req as unknown as Parameters<typeof proxyaddr>[0], this.trust)
       : loopbackCaller
         ? (lastForwardedFor(headers['x-forwarded-for']) ?? peerIp)
         : peerIp;

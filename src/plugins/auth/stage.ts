@@ -24,7 +24,9 @@ export class AuthStage implements Stage {
   readonly login: LoginFlow;
   /** Bearer-token introspection and its cache. */
   readonly headerAuth: HeaderAuthenticator;
-  private readonly idCache = new Map<string, string>();
+  /** Session ids of the cookie values seen, one map per provider (no key to build per request). */
+  private readonly idCaches: Map<string, string>[];
+  private readonly idCacheLimit: number;
   private readonly log: Logger;
   private readonly refresher: SessionRefresher;
 
@@ -46,6 +48,8 @@ export class AuthStage implements Stage {
   ) {
     const own = log;
     this.providers = providers.all;
+    this.idCaches = providers.all.map(() => new Map());
+    this.idCacheLimit = Math.max(1_000, Math.floor(ID_CACHE_LIMIT / Math.max(1, providers.all.length)));
     this.log = own;
     this.login = new LoginFlow(providers.all, store, own, events);
     this.headerAuth = new HeaderAuthenticator(own, { events });
@@ -117,14 +121,14 @@ export class AuthStage implements Stage {
   }
 
   private sessionIdOf(p: ProviderRuntime, raw: string): string | undefined {
-    const key = p.index + '|' + raw;
-    const cached = this.idCache.get(key);
+    const cache = this.idCaches[p.index]!;
+    const cached = cache.get(raw);
     if (cached !== undefined) return cached;
     const data = p.sessionCodec.decode(safeDecode(raw));
     const id = data && typeof data.s === 'string' ? data.s : undefined;
     if (id !== undefined) {
-      if (this.idCache.size >= ID_CACHE_LIMIT) this.idCache.clear();
-      this.idCache.set(key, id);
+      if (cache.size >= this.idCacheLimit) cache.clear();
+      cache.set(raw, id);
     }
     return id;
   }
