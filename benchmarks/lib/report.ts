@@ -114,7 +114,7 @@ export function markdown(r: Results, opts: { only?: 'summary' } = {}): string {
     out.push('### CPU profiles (--cpu-prof; samples taken during the measured rounds only)');
     out.push('');
     // A run without --cpu-prof keeps the last profiles: each says when it was taken.
-    for (const p of r.profiles) out.push(profileMarkdown(`Scenario ${p.label} (profiled ${p.date}${p.date === r.date ? '' : ', an earlier run'})`, p.summary));
+    for (const p of r.profiles) out.push(profileMarkdown(`Scenario ${p.label} (profiled ${p.date}${p.date === r.date ? '' : ', another run than the tables'})`, p.summary));
   }
   return out.join('\n');
 }
