@@ -3,9 +3,11 @@
 // share the file.
 //
 // Reads run on the event loop with prepared statements (a WAL read never waits for a writer):
-// every get() reads the row, so a session ended by any process is refused by every process from
-// the moment that deletion committed. What is cached per process is only the decrypted record of
-// a row version (id + seq, which is never reused), which saves the decryption, never the read.
+// every get() asks SQLite whether any connection committed since (PRAGMA data_version) and, if
+// one did, reads the row, so a session ended by any process is refused by every process from
+// the moment that deletion committed. What is cached per process is the decrypted record of a
+// row version (id + seq, which is never reused), which saves the decryption, and the read while
+// nothing was committed.
 // Writes run on a writer thread (sqlite-writer.ts): each is one transaction, fsynced before its
 // promise resolves, so a login or sign-out is durable before it is answered, and the fsync does
 // not stall other requests. A write that fails (disk full, read-only, locked) changes nothing
