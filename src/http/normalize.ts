@@ -134,6 +134,24 @@ const HOST_RE = /^(\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+,;=-]+)(?::(\d{1,5}))?$/;
 /** Lower-cases a Host value and drops the scheme's default port. Returns '' when invalid. */
 export function normalizeHost(host: string | undefined, scheme: 'http' | 'https'): string {
   if (!host) return '';
+  // The same few Host values arrive on every request: each is normalized once (bounded; a value
+  // longer than any DNS name is not kept).
+  const memo = scheme === 'https' ? httpsHosts : httpHosts;
+  const known = memo.get(host);
+  if (known !== undefined) return known;
+  const normalized = normalizeHostOnce(host, scheme);
+  if (host.length <= 300) {
+    if (memo.size >= HOST_MEMO_LIMIT) memo.clear();
+    memo.set(host, normalized);
+  }
+  return normalized;
+}
+
+const HOST_MEMO_LIMIT = 1_000;
+const httpHosts = new Map<string, string>();
+const httpsHosts = new Map<string, string>();
+
+function normalizeHostOnce(host: string, scheme: 'http' | 'https'): string {
   const m = HOST_RE.exec(host.trim().toLowerCase());
   if (!m) return '';
   // A fully qualified name's trailing dot is dropped, with or without a port.

@@ -261,3 +261,15 @@ test('hostnameOf strips the port, keeping IPv6 brackets', () => {
   assert.equal(hostnameOf('[::1]:8080'), '[::1]');
   assert.equal(hostnameOf('[::1]'), '[::1]');
 });
+
+test('normalizeHost answers the same the second time, per scheme', () => {
+  for (let round = 0; round < 2; round++) {
+    assert.equal(normalizeHost('App.Example.com:80', 'http'), 'app.example.com');
+    assert.equal(normalizeHost('App.Example.com:80', 'https'), 'app.example.com:80');
+    assert.equal(normalizeHost('App.Example.com:443', 'https'), 'app.example.com');
+    assert.equal(normalizeHost('bad host', 'http'), '');
+  }
+  // Past the memo's bound (1,000 values) it starts over, with the same answers.
+  for (let i = 0; i < 2_500; i++) assert.equal(normalizeHost(`h${i}.example.com:8080`, 'http'), `h${i}.example.com:8080`);
+  assert.equal(normalizeHost('App.Example.com:80', 'http'), 'app.example.com');
+});
