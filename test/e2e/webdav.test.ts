@@ -10,6 +10,9 @@ import { CookieJar, httpGet, loginThrough, type HttpResult } from '../support/br
 import { startWebDav, type RunningWebDav } from '../support/webdav.js';
 
 const ALICE = { username: 'alice', password: 'alice' };
+/** bob is not in "admins". */
+const BOB = { username: 'bob', password: 'bob' };
+let bobJar: CookieJar;
 let stack: Stack;
 let dav: RunningWebDav;
 let jar: CookieJar;
@@ -17,10 +20,16 @@ let jar: CookieJar;
 before(async () => {
   dav = await startWebDav();
   stack = await startStack({
-    providers: [{ name: 'dav', host: 'dav.localtest', internal_host: dav.url, extra: { skip_path_regex: '^/dav/public/' } }],
+    providers: [
+      { name: 'dav', host: 'dav.localtest', internal_host: dav.url, extra: { skip_path_regex: '^/dav/public/' } },
+      // The same server, with /dav/admin/ for admins only.
+      { name: 'ruled', host: 'ruled.localtest', internal_host: dav.url, extra: { access_rules: [{ name: 'admins only', paths: ['^/dav/admin(/|$)'], when: '"admins" in claims.groups' }] } },
+    ],
   });
   jar = new CookieJar();
   await loginThrough(stack.url('dav.localtest', '/'), ALICE, { jar });
+  bobJar = new CookieJar();
+  await loginThrough(stack.url('ruled.localtest', '/'), BOB, { jar: bobJar });
 });
 
 after(async () => {
@@ -95,6 +104,37 @@ test('WebDAV methods take the same decision as GET: no session, no server', asyn
   assert.equal(move.status, 403);
   assert.ok(existsSync(join(dav.root, 'public')));
   assert.ok(!existsSync(join(dav.root, 'private')));
+});
+
+test("a COPY or MOVE is decided on its Destination too: access rules, another host, a relative one", async () => {
+  const ruled = (method: string, path: string, destination: string) =>
+    httpGet(stack.url('ruled.localtest', path), { jar: bobJar, method, headers: { destination } });
+  assert.equal((await httpGet(stack.url('ruled.localtest', '/dav/mine/'), { jar: bobJar, method: 'MKCOL' })).status, 201);
+  assert.equal((await httpGet(stack.url('ruled.localtest', '/dav/mine/n.txt'), { jar: bobJar, method: 'PUT', body: 'note', headers: { 'content-type': 'text/plain' } })).status, 201);
+  // The admins' collection exists (made by alice through the provider without rules): a write there would succeed.
+  assert.equal((await dav_('MKCOL', '/dav/admin/')).status, 201);
+  // bob may not open /dav/admin/, so he may not write there either: as an absolute URL, an
+  // absolute path, or hidden behind dot segments and case.
+  for (const dest of [stack.url('ruled.localtest', '/dav/admin/n.txt'), '/dav/admin/n.txt', stack.url('ruled.localtest', '/dav/mine/../admin/n.txt'), stack.url('RULED.localtest', '/dav//admin/n.txt')]) {
+    for (const method of ['COPY', 'MOVE']) {
+      const res = await ruled(method, '/dav/mine/n.txt', dest);
+      assert.equal(res.status, 403, `${method} to ${dest}: ${res.body}`);
+      assert.match(res.body, /admins only/);
+    }
+  }
+  assert.ok(!existsSync(join(dav.root, 'admin', 'n.txt')), 'nothing was written under /dav/admin/');
+  assert.ok(existsSync(join(dav.root, 'mine', 'n.txt')), 'nothing was moved away');
+  // The upstream's own name (or any other host) is no path of this application: 502, before the upstream.
+  const internal = await ruled('COPY', '/dav/mine/n.txt', `${dav.url}/dav/admin/n.txt`);
+  assert.equal(internal.status, 502, internal.body);
+  assert.equal((await ruled('MOVE', '/dav/mine/n.txt', 'http://elsewhere.example/dav/x.txt')).status, 502);
+  // A relative reference resolves differently by server: refused.
+  assert.equal((await ruled('COPY', '/dav/mine/n.txt', '../admin/n.txt')).status, 400);
+  assert.ok(!existsSync(join(dav.root, 'admin', 'n.txt')));
+  // Allowed destinations still work, as an absolute path too.
+  const copy = await ruled('COPY', '/dav/mine/n.txt', '/dav/mine/copy.txt');
+  assert.equal(copy.status, 201, copy.body);
+  assert.equal(readFileSync(join(dav.root, 'mine', 'copy.txt'), 'utf8'), 'note');
 });
 
 test('TRACE is refused, before the upstream', async () => {

@@ -13,7 +13,7 @@ import type { PortcullisConfig } from '../../config/schema.js';
 import type { ProviderRegistry } from '../../config/provider.js';
 import { PerSessionCache } from '../../sessions/per-session-cache.js';
 import { page } from '../../http/pages.js';
-import { normalizeHost, splitTarget, TargetError } from '../../http/normalize.js';
+import { destinationOf } from '../../http/destination.js';
 import { ROUTED_METHODS } from '../../http/methods.js';
 import { registerUpstream } from './plugin.js';
 import { toLogin } from '../auth/challenge.js';
@@ -98,11 +98,13 @@ export class UpstreamExit implements Exit {
 
 /**
  * WebDAV COPY and MOVE name their target in `Destination`, an absolute URL on the host the client
- * sees. The upstream gets another Host (internal_host), and servers such as Apache's mod_dav
- * refuse a Destination on a host that is not theirs (502 "different scheme or port"): one on this
- * provider's host is rewritten to the upstream's, with its path normalized as the request's is.
- * The decision is made on the request path only, so an anonymous request (an allowlisted path)
- * may not name a Destination at all: it could write outside the allowlisted paths.
+ * sees (or an absolute path). The upstream gets another Host (internal_host), and servers such as
+ * Apache's mod_dav refuse a Destination on a host that is not theirs (502 "different scheme or
+ * port"): one on this provider's host is rewritten onto the upstream's, with the path normalized as
+ * the request's is — the path the access rules decided (access-rules stage). One on any other host
+ * is refused: it is no path of this application, and one naming the upstream's own internal name
+ * would write where no rule decided. An anonymous request (an allowlisted path) may not name a
+ * Destination at all: it could write outside the allowlisted paths.
  */
 function destination(ctx: RequestContext, target: UpstreamTarget, headers: string[]): StageOutcome {
   if (ctx.session === null) {
@@ -110,22 +112,16 @@ function destination(ctx: RequestContext, target: UpstreamTarget, headers: strin
   }
   const i = headers.indexOf('destination');
   if (i === -1 || i % 2 !== 0) return CONTINUE;
-  let url: URL;
-  try {
-    url = new URL(headers[i + 1]!);
-  } catch {
-    return CONTINUE; // a relative or odd value: the upstream judges it
+  const dest = destinationOf(headers[i + 1]!, ctx.target);
+  if (dest.kind === 'invalid') {
+    return page({ status: 400, title: 'Bad request', message: `The Destination header was refused: ${dest.reason}.`, requestId: ctx.requestId, wantsJson: ctx.wantsJson, code: 'request.invalid_destination' });
   }
-  const scheme = url.protocol === 'https:' ? 'https' : url.protocol === 'http:' ? 'http' : null;
-  if (scheme !== ctx.target.scheme || normalizeHost(url.host, scheme) !== ctx.target.host || url.username !== '' || url.password !== '') return CONTINUE;
-  let split: { path: string; query: string };
-  try {
-    split = splitTarget(url.pathname + url.search);
-  } catch (err) {
-    return page({ status: 400, title: 'Bad request', message: `The Destination header was refused: ${err instanceof TargetError ? err.reason : 'invalid'}.`, requestId: ctx.requestId, wantsJson: ctx.wantsJson, code: 'request.invalid_destination' });
+  if (dest.kind === 'elsewhere') {
+    // RFC 4918 §9.8.5: a destination on another server is answered 502.
+    return page({ status: 502, title: 'Bad Gateway', message: `The Destination is not on ${ctx.target.host}: this application can only copy or move within it.`, requestId: ctx.requestId, wantsJson: ctx.wantsJson, code: 'upstream.destination_elsewhere' });
   }
   const origin = target.origin.startsWith('https:') ? 'https://' : 'http://';
-  headers[i + 1] = `${origin}${target.hostHeader}${split.path}${split.query === '' ? '' : '?' + split.query}`;
+  headers[i + 1] = `${origin}${target.hostHeader}${dest.path}${dest.query === '' ? '' : '?' + dest.query}`;
   return CONTINUE;
 }
 

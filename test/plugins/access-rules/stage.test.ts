@@ -117,6 +117,21 @@ describe('access rules', () => {
     admin.session = h.session('fwd', { claims: { groups: ['admins'] } });
     assert.equal(run(admin), CONTINUE);
   });
+
+  test("a COPY/MOVE's Destination is decided by the same rules, also behind a forward-auth endpoint", () => {
+    const staff = { groups: ['staff'] };
+    // Proxy mode: an allowed request path writing into a denied one.
+    denied(run(signedIn('app', '/files/a', staff, { destination: 'https://app.localtest/admin/a' })), 'admins only');
+    denied(run(signedIn('app', '/files/a', staff, { destination: '/files/../admin/a' })), 'admins only');
+    assert.equal(run(signedIn('app', '/files/a', staff, { destination: 'https://app.localtest/files/b' })), CONTINUE);
+    assert.equal(run(signedIn('app', '/files/a', { groups: ['admins'] }, { destination: '/admin/a' })), CONTINUE);
+    const bad = run(signedIn('app', '/files/a', staff, { destination: '../admin/a' })) as Respond;
+    assert.equal(bad.status, 400);
+    // nginx passes the client's headers to auth_request: the Destination is decided there too.
+    const fwd = h.nginx('https://fwd.localtest/files/a', { destination: 'https://fwd.localtest/admin/x' });
+    fwd.session = h.session('fwd', { claims: staff });
+    denied(run(fwd), 'access_rules[0]');
+  });
 });
 
 describe('the old name "mappings"', () => {
