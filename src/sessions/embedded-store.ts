@@ -189,12 +189,14 @@ export class EmbeddedSessionStore implements SessionStore {
   get(id: string): SessionRecord | undefined {
     const db = this.db;
     if (db === null) throw new SessionStoreError('session store: not open');
+    const hit = this.cache.get(id);
+    // A cached record decrypted with another key (a reload changed it) is read again.
+    const usable = hit !== undefined && this.keyOf(hit.record.provider) === hit.key;
     let changes: number;
     let version;
     try {
       changes = this.changeCount();
-      const hit = this.cache.get(id);
-      if (hit !== undefined && hit.checked === changes && this.keyOf(hit.record.provider) === hit.key) return hit.expiresAt > Date.now() ? hit.record : undefined;
+      if (usable && hit.checked === changes) return hit.expiresAt > Date.now() ? hit.record : undefined;
       version = this.readVersion(id);
     } catch (err) {
       throw this.failure(err);
@@ -205,8 +207,7 @@ export class EmbeddedSessionStore implements SessionStore {
     }
     const [seq, expiresAt] = version as [number, number];
     if (expiresAt <= Date.now()) return undefined;
-    const hit = this.cache.get(id);
-    if (hit !== undefined && hit.seq === seq && this.keyOf(hit.record.provider) === hit.key) {
+    if (usable && hit.seq === seq) {
       hit.checked = changes;
       hit.expiresAt = expiresAt;
       return hit.record;
