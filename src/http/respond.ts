@@ -42,8 +42,8 @@ const complete = new WeakMap<Respond, readonly string[]>();
  * is made once.
  */
 function headerList(out: Respond): readonly string[] {
-  const frozen = Object.isFrozen(out) && (out.headers === undefined || Object.isFrozen(out.headers));
-  let list = frozen ? complete.get(out) : undefined;
+  // Only frozen answers are kept, and a frozen object stays frozen: a hit needs no check.
+  let list = complete.get(out);
   if (list === undefined) {
     const made: string[] = [];
     const headers = out.headers ?? {};
@@ -54,7 +54,7 @@ function headerList(out: Respond): readonly string[] {
     }
     made.push('content-length', String(Buffer.byteLength(out.body ?? '')));
     list = made;
-    if (frozen) complete.set(out, Object.freeze(made));
+    if (Object.isFrozen(out) && (out.headers === undefined || Object.isFrozen(out.headers))) complete.set(out, Object.freeze(made));
   }
   return list;
 }

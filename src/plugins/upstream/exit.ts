@@ -103,13 +103,9 @@ export class UpstreamExit implements Exit {
  * port"): one on this provider's host is rewritten onto the upstream's, with the path normalized as
  * the request's is — the path the access rules decided (access-rules stage). One on any other host
  * is refused: it is no path of this application, and one naming the upstream's own internal name
- * would write where no rule decided. An anonymous request (an allowlisted path) may not name a
- * Destination at all: it could write outside the allowlisted paths.
+ * would write where no rule decided. (An anonymous request names none: the allowlist stage refuses it.)
  */
 function destination(ctx: RequestContext, target: UpstreamTarget, headers: string[]): StageOutcome {
-  if (ctx.session === null) {
-    return page({ status: 403, title: 'Sign in first', message: 'COPY and MOVE (a request with a Destination header) need a signed-in user.', requestId: ctx.requestId, wantsJson: ctx.wantsJson, code: 'upstream.destination_anonymous' });
-  }
   const i = headers.indexOf('destination');
   if (i === -1 || i % 2 !== 0) return CONTINUE;
   const dest = destinationOf(headers[i + 1]!, ctx.target);

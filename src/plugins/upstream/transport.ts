@@ -64,7 +64,8 @@ class UpstreamAnswer {
   private status = 0;
   private resumeUpstream: (() => void) | null = null;
   private readonly clientClosed: () => void;
-  private readonly drained: () => void;
+  /** Made at the first back-pressure only: most answers never wait for the client. */
+  private drained: (() => void) | null = null;
 
   constructor(
     private readonly request: FastifyRequest,
@@ -73,7 +74,6 @@ class UpstreamAnswer {
   ) {
     this.res = reply.raw;
     this.clientClosed = this.onClientClose.bind(this);
-    this.drained = this.onDrain.bind(this);
     this.res.on('close', this.clientClosed);
   }
 
@@ -116,7 +116,7 @@ class UpstreamAnswer {
   onData(chunk: Buffer): boolean {
     if (this.res.write(chunk)) return true;
     // Back-pressure: undici pauses until the client has taken what was written.
-    this.res.once('drain', this.drained);
+    this.res.once('drain', (this.drained ??= this.onDrain.bind(this)));
     return false;
   }
 

@@ -60,6 +60,15 @@ function appAllows(path: string): boolean {
 }
 
 describe('anonymous proxy requests', () => {
+  test('an allowlisted path naming a COPY/MOVE Destination → 403, through every door', () => {
+    for (const ctx of [h.proxy('app', '/public/a', { destination: 'https://app.localtest/private/a' }), h.nginx('https://fwd.localtest/public/a', { destination: 'https://fwd.localtest/private/a' })]) {
+      const r = asRespond(allowlist.run(ctx) as StageOutcome);
+      assert.equal(r.status, 403);
+      assert.match(r.body!, /allowlist\.destination_anonymous/);
+      assert.equal(ctx.allowlisted, false);
+    }
+  });
+
   test('a matching line → CONTINUE and ctx.allowlisted', () => {
     const ctx = h.proxy('app', '/public/logo.png?v=3');
     assert.equal(ctx.allowlisted, false);
